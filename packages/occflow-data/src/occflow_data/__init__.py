@@ -1,4 +1,6 @@
-"""Sample schema, nuScenes/SemanticKITTI/KITTI-tracking readers and a procedural synthetic driving world with full ground truth."""
+"""Sample schema, nuScenes/SemanticKITTI/KITTI-tracking readers and a procedural synthetic driving
+world with full ground truth.
+"""
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,6 @@
-"""RayIoU, mAVE, OccScore, voxel IoU, depth and KITTI scene-flow metrics with mergeable accumulators and a scoring CLI."""
+"""RayIoU, mAVE, OccScore, voxel IoU, depth and KITTI scene-flow metrics with mergeable
+accumulators and a scoring CLI.
+"""
 
 __version__ = "0.1.0"
 

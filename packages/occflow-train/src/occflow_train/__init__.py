@@ -1,4 +1,6 @@
-"""The Let Occ Flow model, self-supervised losses and two-stage accelerate training, evaluation and prediction."""
+"""The Let Occ Flow model, self-supervised losses and two-stage accelerate training, evaluation and
+prediction.
+"""
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,6 @@
-"""2-D training cues made once and cached: optical flow, tracking flow, movable-object masks, LiDAR depth maps."""
+"""2-D training cues made once and cached: optical flow, tracking flow, movable-object masks, LiDAR
+depth maps.
+"""
 
 __version__ = "0.1.0"
 

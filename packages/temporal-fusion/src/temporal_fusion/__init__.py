@@ -1,4 +1,6 @@
-"""Ego-motion alignment of past feature volumes and the Backward-Forward Attention Module of Let Occ Flow."""
+"""Ego-motion alignment of past feature volumes and the Backward-Forward Attention Module of Let
+Occ Flow.
+"""
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,6 @@
-"""Images to a tri-perspective-view feature volume: timm backbone + FPN, pure-PyTorch multi-scale deformable attention, TPVFormer-style encoder."""
+"""Images to a tri-perspective-view feature volume: timm backbone + FPN, pure-PyTorch multi-scale
+deformable attention, TPVFormer-style encoder.
+"""
 
 __version__ = "0.1.0"
 
