@@ -2,6 +2,14 @@
 with NVIDIA Warp kernels and PyTorch autograd.
 """
 
+from ._grid import LETOCCFLOW_NUSCENES, OCC3D_NUSCENES, SEMANTIC_KITTI, GridSpec
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "LETOCCFLOW_NUSCENES",
+    "OCC3D_NUSCENES",
+    "SEMANTIC_KITTI",
+    "GridSpec",
+    "__version__",
+]
