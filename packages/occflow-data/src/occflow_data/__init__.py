@@ -2,6 +2,31 @@
 world with full ground truth.
 """
 
+from ._schema import (
+    FREE_LABEL,
+    NUM_OCC_LABELS,
+    Batch,
+    Frame,
+    FrameBatch,
+    GroundTruth,
+    GroundTruthBatch,
+    Sample,
+    collate_samples,
+    relative_pose,
+)
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "FREE_LABEL",
+    "NUM_OCC_LABELS",
+    "Batch",
+    "Frame",
+    "FrameBatch",
+    "GroundTruth",
+    "GroundTruthBatch",
+    "Sample",
+    "__version__",
+    "collate_samples",
+    "relative_pose",
+]
