@@ -1,0 +1,1 @@
+"""Self-supervised losses of Let Occ Flow."""
