@@ -1,0 +1,1 @@
+"""Warp kernels (private): one module per pass so editing one recompiles only that module."""
