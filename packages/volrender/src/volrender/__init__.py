@@ -4,6 +4,7 @@ with NVIDIA Warp kernels and PyTorch autograd.
 
 from ._grid import LETOCCFLOW_NUSCENES, OCC3D_NUSCENES, SEMANTIC_KITTI, GridSpec
 from ._raycast import VoxelHits, raycast_voxels
+from ._render import RenderResult, render_rays
 
 __version__ = "0.1.0"
 
@@ -12,7 +13,9 @@ __all__ = [
     "OCC3D_NUSCENES",
     "SEMANTIC_KITTI",
     "GridSpec",
+    "RenderResult",
     "VoxelHits",
     "__version__",
     "raycast_voxels",
+    "render_rays",
 ]
