@@ -2,8 +2,10 @@
 prediction.
 """
 
+from ._config import STAGE1_TERMS, STAGE2_TERMS, LossConfig, RenderConfig
 from ._eval_utils import flow_to_velocity, occupancy_from_sdf, vertices_to_cells
 from ._field import SceneField
+from ._losses.compute import compute_losses
 from ._losses.terms import (
     dssim,
     dynamic_mask,
@@ -34,10 +36,15 @@ from ._rays import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "STAGE1_TERMS",
+    "STAGE2_TERMS",
     "CameraRays",
     "LidarRays",
+    "LossConfig",
+    "RenderConfig",
     "SceneField",
     "__version__",
+    "compute_losses",
     "dssim",
     "dynamic_mask",
     "edge_aware_smoothness",

@@ -237,8 +237,8 @@ def flow_target_valid(flow_cue: torch.Tensor, flow_valid: torch.Tensor, *, media
 
 def flow_loss(sample_pixels: torch.Tensor, weights: torch.Tensor, pixels: torch.Tensor,
               flow_cue: torch.Tensor, valid: torch.Tensor, dynamic: torch.Tensor, *,
-              gamma_cap: float = 20.0, detach_dynamic_weights: bool = True
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              sample_valid: torch.Tensor | None = None, gamma_cap: float = 20.0,
+              detach_dynamic_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Optical-flow loss (eq. 9) with imbalance weighting (eq. 11).
 
     Per ray ``l = sum_i w_i |O(x) - (p_i - x)|_1`` where ``p_i`` is sample ``i`` (displaced by its
@@ -255,6 +255,8 @@ def flow_loss(sample_pixels: torch.Tensor, weights: torch.Tensor, pixels: torch.
         flow_cue: ``[B, R, 2]`` cue ``O(x)``, pixels.
         valid: ``[B, R]`` bool: a usable cue (and the samples project in front of the camera).
         dynamic: ``[B, R]`` bool dynamic mask (eq. 10).
+        sample_valid: ``[B, R, S]`` bool, False for samples whose projection is unusable (behind
+            the adjacent camera): they add no error. None = all usable.
         gamma_cap: ``thre`` of eq. 11.
         detach_dynamic_weights: detach the weights on dynamic rays (released behaviour).
 
@@ -276,7 +278,10 @@ def flow_loss(sample_pixels: torch.Tensor, weights: torch.Tensor, pixels: torch.
     cue = torch.where(valid[..., None], flow_cue, torch.zeros_like(flow_cue))
     predicted = sample_pixels - pixels[:, :, None, :]
     per_sample = (cue[:, :, None, :] - predicted).abs().sum(dim=-1)
-    per_sample = torch.where(valid[..., None], per_sample, torch.zeros_like(per_sample))
+    keep = valid[..., None]
+    if sample_valid is not None:
+        keep = keep & _bool("sample_valid", sample_valid, (b, r, s), "[B, R, S]")
+    per_sample = torch.where(keep, per_sample, torch.zeros_like(per_sample))
     per_ray = (w * per_sample).sum(dim=-1)
     n_all = valid.sum()
     gamma = imbalance_weight(n_all.cpu(), dyn.sum().cpu(), gamma_cap).to(per_ray.device)

@@ -1,0 +1,230 @@
+"""``compute_losses``: sample rays, render the field through ``volrender`` and form eq. 12."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import volrender
+from occflow_data import Batch, FrameBatch, Sample, collate_samples, relative_pose
+
+from .._config import LossConfig, RenderConfig
+from .._field import SceneField
+from .._rays import CameraRays, gather_pixels, project_points, sample_camera_rays, sample_lidar_rays
+from . import terms
+
+
+@dataclass
+class _Target:
+    """An adjacent frame the current rays are reprojected into (per camera)."""
+
+    name: str
+    frame: FrameBatch
+    world_to_cam: torch.Tensor      # [B, N, 4, 4] current ego frame -> target camera
+    intrinsics: torch.Tensor        # [B, N, 3, 3]
+
+
+def _as_batch(batch: Sample | Batch) -> Batch:
+    if isinstance(batch, Sample):
+        return collate_samples([batch])
+    if not isinstance(batch, Batch):
+        raise TypeError(f"batch must be an occflow_data.Batch or Sample, got {type(batch).__name__}")
+    return batch
+
+
+def _target(name: str, current: FrameBatch, frame: FrameBatch, dtype: torch.dtype) -> _Target:
+    if frame.loss_images is None:
+        raise ValueError(f"batch.{name}.loss_images is None: the losses need loss images of every "
+                         "supervision frame")
+    ego_to_ego = relative_pose(current.ego_to_global, frame.ego_to_global).to(dtype)       # [B, 4, 4]
+    cam_to_ego = frame.cam_to_ego.to(dtype)
+    world_to_cam = torch.linalg.inv(cam_to_ego) @ ego_to_ego[:, None].to(cam_to_ego.device)
+    return _Target(name, frame, world_to_cam, frame.loss_intrinsics.to(dtype))
+
+
+def _displace(points: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``points [B, R, S, 3] + (flow [B, R, S, 2], 0)`` on the rays where ``mask [B, R]``."""
+    if mask is not None:
+        flow = torch.where(mask[..., None, None], flow, torch.zeros_like(flow))
+    return points + torch.cat([flow, torch.zeros_like(flow[..., :1])], dim=-1)
+
+
+def _per_camera(x: torch.Tensor, b: int, n: int) -> torch.Tensor:
+    """``[B, N * h * w, ...]`` -> ``[B, N, h * w, ...]``."""
+    return x.reshape(b, n, x.shape[1] // n, *x.shape[2:])
+
+
+def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config: LossConfig | None = None,
+                   render: RenderConfig | None = None, *, inv_s: float | torch.Tensor,
+                   generator: torch.Generator | None = None, cos_anneal_ratio: float | None = None,
+                   rays: CameraRays | None = None) -> dict[str, torch.Tensor]:
+    """All loss terms of one training step (eq. 12) and their weighted total.
+
+    Camera rays are drawn as a regular ray image per camera of the current frame
+    (:func:`sample_camera_rays`) and rendered through ``volrender.render_rays``. Supervision
+    frames: ``batch.next`` (t + 1) and ``batch.aux_prev`` (the auxiliary earlier frame).
+
+    Stage 1 (static world): reprojection into the adjacent frames without flow, eikonal,
+    Hessian, LiDAR SILog (when the batch has LiDAR), edge-aware depth smoothness and the two
+    sparsity terms. Stage 2 adds: the dynamic mask (eq. 10) from the ``flow`` cue, the rigid flow
+    of the rendered depth and the ``movable`` cue; the optical-flow loss (eq. 9, 11: static rays
+    supervise geometry, dynamic rays the flow with detached weights); static flow supervision
+    toward ``aux_prev`` from the cue named ``config.aux_flow_cue`` (skipped when absent);
+    ``L_dreg``; edge-aware flow smoothness. In stage 2 the next frame is warped with the
+    predicted flow on dynamic rays and the earlier frame is used on static rays only.
+
+    Args:
+        field: the predicted :class:`SceneField` (B scenes).
+        batch: an ``occflow_data.Batch`` (or one ``Sample``) whose current frame has
+            ``loss_images``/``loss_intrinsics``; stage 2 needs the ``flow``, ``flow_valid`` and
+            ``movable`` cues of the current frame and ``batch.next``.
+        stage: 1 or 2.
+        config: loss weights and settings (:class:`LossConfig` defaults: the paper's).
+        render: ray sampling and rendering settings (:class:`RenderConfig`).
+        inv_s: NeuS sharpness (a float or a one-element tensor that gets a gradient).
+        generator: CPU generator for ray lattices, jitter, LiDAR draws and the sparsity shift.
+        cos_anneal_ratio: forwarded to ``volrender.render_rays`` (None = eq. 13 as written).
+        rays: camera rays to use instead of drawing them (e.g. a fixed lattice).
+
+    Returns:
+        ``{"total": weighted sum, <term>: unweighted value, ...}`` for every term that was
+        computed (weight > 0 and its inputs present), plus diagnostics without gradient:
+        ``"gamma"`` (eq. 11) and ``"dynamic_fraction"`` (stage 2).
+    """
+    config = LossConfig() if config is None else config
+    render = RenderConfig() if render is None else render
+    if not isinstance(field, SceneField):
+        raise TypeError(f"field must be a SceneField, got {type(field).__name__}")
+    if not isinstance(config, LossConfig) or not isinstance(render, RenderConfig):
+        raise TypeError("config must be a LossConfig and render a RenderConfig")
+    weights = config.weights(stage)
+    batch = _as_batch(batch)
+    cur = batch.current
+    if cur.loss_images is None:
+        raise ValueError("batch.current.loss_images is None: the losses need loss images and intrinsics")
+    b, n = cur.loss_images.shape[:2]
+    if b != field.batch_size:
+        raise ValueError(f"field has batch size {field.batch_size} but the batch has {b} samples")
+    device, dtype = field.sdf.device, field.sdf.dtype
+    grid = field.grid
+    img_hw = tuple(cur.loss_images.shape[-2:])
+    if stage == 2:
+        missing = [k for k in ("flow", "flow_valid", "movable") if k not in cur.cues]
+        if missing or batch.next is None:
+            raise ValueError(f"stage 2 needs batch.next and the current frame's cues flow, flow_valid, "
+                             f"movable; missing: {missing + ([] if batch.next is not None else ['next'])}")
+
+    # ------------------------------------------------------------------ camera rays
+    if rays is None:
+        rays = sample_camera_rays(cur.loss_intrinsics.to(dtype), cur.cam_to_ego.to(dtype), img_hw,
+                                  render.rays_per_camera, random=render.random_rays, generator=generator)
+    h, w = rays.shape[2:]
+    r = n * h * w
+    origins, directions = rays.flat()
+    out = volrender.render_rays(field.sdf, field.flow if stage == 2 else None, grid, origins.to(device),
+                                directions.to(device), n_samples=render.n_samples, inv_s=inv_s,
+                                near=render.near, stratified=render.stratified, generator=generator,
+                                return_samples=True, backend=render.backend,
+                                cos_anneal_ratio=cos_anneal_ratio)
+    pixels_img = rays.pixels.to(device)                                  # [B, N, h, w, 2] long
+    pixels = pixels_img.reshape(b, r, 2).to(dtype)
+    source = gather_pixels(cur.loss_images.to(device), pixels_img)       # [B, N, h, w, 3]
+    depth = out.depth                                                    # [B, R]
+
+    targets = []
+    if batch.next is not None:
+        targets.append(_target("next", cur, batch.next.to(device), dtype))
+    if batch.aux_prev is not None:
+        targets.append(_target("aux_prev", cur, batch.aux_prev.to(device), dtype))
+
+    losses: dict[str, torch.Tensor] = {}
+    need = {k for k, v in weights.items() if v > 0}
+
+    # ------------------------------------------------------------------ dynamic disentanglement
+    dynamic = torch.zeros(b, r, dtype=torch.bool, device=device)
+    cue = cue_ok = None
+    sample_flow = None
+    if stage == 2:
+        nxt = targets[0]
+        cue = gather_pixels(cur.cues["flow"].to(device), pixels_img).reshape(b, r, 2).to(dtype)
+        flow_valid = gather_pixels(cur.cues["flow_valid"].to(device), pixels_img).reshape(b, r)
+        movable = gather_pixels(cur.cues["movable"].to(device), pixels_img).reshape(b, r)
+        cue_ok = terms.flow_target_valid(cue, flow_valid, median_factor=config.flow_median_factor,
+                                         max_pixels=config.flow_max_pixels)
+        with torch.no_grad():
+            surface = origins.to(device) + depth.detach()[..., None] * directions.to(device)
+            uv, front = project_points(_per_camera(surface, b, n), nxt.intrinsics, nxt.world_to_cam)
+            static_flow = uv.reshape(b, r, 2) - pixels
+        dynamic = terms.dynamic_mask(cue, static_flow, movable, cue_ok & front.reshape(b, r),
+                                     config.dynamic_threshold)
+        losses["dynamic_fraction"] = dynamic.float().mean().detach()
+        sample_flow = terms.sample_vertex_field(field.flow, grid, out.points)      # [B, R, S, 2]
+
+    # ------------------------------------------------------------------ flow terms (stage 2)
+    if stage == 2 and "flow" in need:
+        nxt = targets[0]
+        moved = _displace(out.points, sample_flow, dynamic)
+        uv, front = project_points(_per_camera(moved, b, n), nxt.intrinsics, nxt.world_to_cam)
+        losses["flow"], gamma = terms.flow_loss(uv.reshape(b, r, -1, 2), out.weights, pixels, cue, cue_ok,
+                                                dynamic, sample_valid=front.reshape(b, r, -1),
+                                                gamma_cap=config.gamma_cap)
+        losses["gamma"] = gamma.detach()
+    if stage == 2 and "flow_aux" in need and config.aux_flow_cue in cur.cues:
+        aux = next((t for t in targets if t.name == "aux_prev"), None)
+        if aux is None:
+            raise ValueError(f"the current frame has the {config.aux_flow_cue!r} cue but batch.aux_prev "
+                             "is None")
+        cue_aux = gather_pixels(cur.cues[config.aux_flow_cue].to(device), pixels_img)
+        cue_aux = cue_aux.reshape(b, r, 2).to(dtype)
+        aux_ok = terms.flow_target_valid(cue_aux, torch.isfinite(cue_aux).all(dim=-1),
+                                         median_factor=config.flow_median_factor,
+                                         max_pixels=config.flow_max_pixels)
+        uv, front = project_points(_per_camera(out.points, b, n), aux.intrinsics, aux.world_to_cam)
+        losses["flow_aux"], _ = terms.flow_loss(uv.reshape(b, r, -1, 2), out.weights, pixels, cue_aux,
+                                                aux_ok & ~dynamic, torch.zeros_like(dynamic),
+                                                sample_valid=front.reshape(b, r, -1),
+                                                gamma_cap=config.gamma_cap)
+    if stage == 2 and "static_flow" in need:
+        losses["static_flow"] = terms.static_flow_regularization(
+            out.features, ~dynamic, sample_flow, out.weights, low_weight=config.dreg_low_weight,
+            sample_weight=config.dreg_sample_weight)
+    if stage == 2 and "flow_smoothness" in need:
+        flow_img = out.features.reshape(b * n, h, w, 2).permute(0, 3, 1, 2)
+        losses["flow_smoothness"] = terms.edge_aware_smoothness(
+            flow_img, source.reshape(b * n, h, w, 3).permute(0, 3, 1, 2))
+
+    # ------------------------------------------------------------------ geometry terms
+    if "depth_smoothness" in need:
+        inv_depth = 1.0 / depth.clamp(min=1e-3)
+        losses["depth_smoothness"] = terms.edge_aware_smoothness(
+            inv_depth.reshape(b * n, 1, h, w), source.reshape(b * n, h, w, 3).permute(0, 3, 1, 2),
+            normalize=True)
+    if "sparsity_behind" in need:
+        sample_sdf = terms.sample_vertex_field(field.sdf, grid, out.points)[..., 0]
+        losses["sparsity_behind"] = terms.sparsity_behind_surface(sample_sdf, out.t, depth,
+                                                                  margin=config.sparsity_margin)
+    if "sparsity_grid" in need:
+        losses["sparsity_grid"] = terms.sparsity_grid(field.sdf, grid, generator=generator,
+                                                      stride=render.sparsity_stride)
+    if "lidar" in need and cur.lidar is not None and render.lidar_rays > 0:
+        pts = cur.lidar.to(device=device, dtype=dtype)
+        mask = cur.lidar_mask.to(device) if cur.lidar_mask is not None else None
+        inside = grid.contains(pts)
+        mask = inside if mask is None else mask & inside
+        origin = torch.tensor(render.lidar_origin, dtype=dtype, device=device).expand(b, 3)
+        lrays = sample_lidar_rays(pts, render.lidar_rays, mask=mask, origin=origin,
+                                  min_range=config.lidar_min_range, generator=generator)
+        lout = volrender.render_rays(field.sdf, None, grid, lrays.origins, lrays.directions,
+                                     n_samples=render.n_samples, inv_s=inv_s, stratified=render.stratified,
+                                     generator=generator, backend=render.backend,
+                                     cos_anneal_ratio=cos_anneal_ratio)
+        losses["lidar"] = terms.silog_loss(lout.depth, lrays.ranges, lrays.valid,
+                                           variance_focus=config.silog_variance_focus)
+
+    total = torch.zeros((), dtype=dtype, device=device)
+    for name, weight in weights.items():
+        if name in losses and weight > 0:
+            total = total + weight * losses[name]
+    losses["total"] = total
+    return losses

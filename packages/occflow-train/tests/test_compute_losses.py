@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from occflow_data import collate_samples
+from occflow_train import STAGE1_TERMS, STAGE2_TERMS, LossConfig, RenderConfig, SceneField, compute_losses
+from volrender import GridSpec
+
+SCENE_GRID = GridSpec((-8.0, -8.0, -1.0), (8.0, 8.0, 3.0), (32, 32, 8))  # conftest.SCENE_GRID
+RENDER = RenderConfig(rays_per_camera=(12, 16), n_samples=48, lidar_rays=256, backend="torch",
+                      lidar_origin=(0.0, 0.0, 1.8))
+
+
+def _losses(scene, sample, stage, sdf_shift=0.0, flow=None, config=None):
+    sdf = scene.sdf_grid(SCENE_GRID) + sdf_shift
+    flow = torch.zeros(1, 2, *SCENE_GRID.vertex_shape) if flow is None else flow
+    field = SceneField(sdf, flow, SCENE_GRID)
+    return compute_losses(field, sample, stage, config, RENDER, inv_s=50.0,
+                          generator=torch.Generator().manual_seed(0))
+
+
+def test_stage_terms_and_total(scene, scene_sample, scene_grid):
+    assert scene_grid == SCENE_GRID
+    cfg = LossConfig()
+    l1 = _losses(scene, scene_sample, 1, config=cfg)
+    assert not set(l1) & set(STAGE2_TERMS)
+    l2 = _losses(scene, scene_sample, 2, config=cfg)
+    assert {"flow", "flow_aux", "static_flow", "flow_smoothness", "gamma"} <= set(l2)
+    for losses, stage in ((l1, 1), (l2, 2)):
+        expected = sum(w * losses[k] for k, w in cfg.weights(stage).items() if k in losses)
+        assert losses["total"].item() == pytest.approx(float(expected), rel=1e-5)
+        assert all(torch.isfinite(v) for v in losses.values())
+    assert set(l1) - {"total"} <= set(STAGE1_TERMS)
+    zero_lidar = _losses(scene, scene_sample, 1, config=LossConfig(lidar=0.0))
+    assert "lidar" not in zero_lidar
+
+
+def test_true_geometry_beats_shifted_geometry(scene, scene_sample):
+    true = _losses(scene, scene_sample, 2, flow=scene.flow_grid(SCENE_GRID))
+    for shift in (-0.4, 0.4):
+        wrong = _losses(scene, scene_sample, 2, sdf_shift=shift, flow=scene.flow_grid(SCENE_GRID))
+        assert wrong["lidar"] > 3 * true["lidar"]
+        assert wrong["flow_aux"] > 2 * true["flow_aux"]
+
+
+def test_true_flow_beats_zero_and_reversed_flow(scene, scene_sample):
+    gt = _losses(scene, scene_sample, 2, flow=scene.flow_grid(SCENE_GRID))
+    zero = _losses(scene, scene_sample, 2)
+    wrong = _losses(scene, scene_sample, 2, flow=-scene.flow_grid(SCENE_GRID))
+    assert gt["dynamic_fraction"] > 0.02
+    assert zero["flow"] > 5 * gt["flow"] and wrong["flow"] > 10 * gt["flow"]
+    assert zero["static_flow"] == 0 and gt["static_flow"] > 0
+
+
+def test_batch_of_two_and_gradients(scene, scene_sample):
+    other = scene.sample()
+    batch = collate_samples([scene_sample, other])
+    sdf = scene.sdf_grid(SCENE_GRID).expand(2, -1, -1, -1, -1).clone().requires_grad_(True)
+    flow = scene.flow_grid(SCENE_GRID).expand(2, -1, -1, -1, -1).clone().requires_grad_(True)
+    out = compute_losses(SceneField(sdf, flow, SCENE_GRID), batch, 2, None, RENDER, inv_s=50.0,
+                         generator=torch.Generator().manual_seed(1))
+    out["total"].backward()
+    assert sdf.grad.abs().sum() > 0 and flow.grad.abs().sum() > 0
+    assert sdf.grad[0].abs().sum() > 0 and sdf.grad[1].abs().sum() > 0
+
+
+def test_bad_inputs(scene, scene_sample):
+    field = SceneField(scene.sdf_grid(SCENE_GRID), torch.zeros(1, 2, *SCENE_GRID.vertex_shape), SCENE_GRID)
+    with pytest.raises(ValueError, match="stage must be 1 or 2"):
+        compute_losses(field, scene_sample, 3, render=RENDER, inv_s=50.0)
+    no_cues = scene.sample()
+    no_cues.current.cues = {}
+    with pytest.raises(ValueError, match="stage 2 needs"):
+        compute_losses(field, no_cues, 2, render=RENDER, inv_s=50.0)
+    with pytest.raises(ValueError, match="batch size"):
+        compute_losses(field, collate_samples([scene_sample, scene_sample]), 1, render=RENDER, inv_s=50.0)
+    with pytest.raises(TypeError, match="field"):
+        compute_losses(field.sdf, scene_sample, 1, render=RENDER, inv_s=50.0)
+    with pytest.raises(ValueError, match="LossConfig.flow"):
+        LossConfig(flow=-1.0)
+    with pytest.raises(ValueError, match="rays_per_camera"):
+        RenderConfig(rays_per_camera=(1, 4))
