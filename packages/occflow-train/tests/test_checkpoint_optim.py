@@ -1,0 +1,126 @@
+"""Checkpoints (atomic save, keep-last-N, resume) and the optimiser/schedule helpers."""
+
+import json
+
+import pytest
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from occflow_train._checkpoint import (
+    Progress,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_progress,
+    save_checkpoint,
+)
+from occflow_train._optim import OptimConfig, lr_factor, make_optimizer, make_scheduler, param_groups
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Module()
+        self.encoder.backbone = nn.Linear(4, 4)
+        self.encoder.neck = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 1)
+        self.norm = nn.LayerNorm(4)
+
+
+def _setup(tmp_path):
+    torch.manual_seed(0)
+    acc = Accelerator(cpu=True, project_dir=str(tmp_path))
+    net = _Net()
+    cfg = OptimConfig(warmup_steps=2, milestones=(0.5,))
+    opt = make_optimizer(net, cfg)
+    sched = make_scheduler(opt, 10, cfg)
+    net, opt, sched = acc.prepare(net, opt, sched)
+    return acc, net, opt, sched
+
+
+def _step(net, opt, sched):
+    loss = net.head(net.encoder.neck(net.encoder.backbone(torch.ones(2, 4)))).pow(2).sum()
+    loss.backward()
+    opt.step()
+    sched.step()
+    opt.zero_grad()
+
+
+def test_save_prune_and_resume(tmp_path):
+    acc, net, opt, sched = _setup(tmp_path)
+    root = tmp_path / "checkpoints"
+    for step in range(1, 5):
+        _step(net, opt, sched)
+        save_checkpoint(acc, root, Progress(stage=1, step=step, global_step=step), keep_last=2,
+                        extra={"note": "test"})
+    names = [p.name for p in list_checkpoints(root)]
+    assert names == ["step-00000003", "step-00000004"]
+    assert read_progress(latest_checkpoint(root)) == Progress(1, 4, 4, False)
+    assert json.loads((root / "step-00000004" / "progress.json").read_text())["extra"] == {"note": "test"}
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    lr = [g["lr"] for g in opt.param_groups]
+
+    # Continue, then restore step 4: weights, optimiser and schedule come back exactly.
+    _step(net, opt, sched)
+    assert not torch.equal(net.head.weight, weights["head.weight"])
+    progress = load_checkpoint(acc, root / "step-00000004")
+    assert progress.global_step == 4
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    assert [g["lr"] for g in opt.param_groups] == lr
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / ".tmp-step-00000009").mkdir(parents=True)
+    (root / "step-00000007").mkdir()          # no progress.json: killed before completion
+    assert latest_checkpoint(root) is None
+    with pytest.raises(ValueError, match="not a complete occflow_train checkpoint"):
+        read_progress(root / "step-00000007")
+    acc, net, opt, sched = _setup(tmp_path)
+    save_checkpoint(acc, root, Progress(1, 1, 1), keep_last=3)
+    assert not (root / ".tmp-step-00000009").exists()
+    assert latest_checkpoint(root).name == "step-00000001"
+
+
+def test_param_groups_multipliers_and_decay():
+    net = _Net()
+    cfg = OptimConfig(lr=1.0, lr_mult={"encoder": 0.25, "encoder.backbone": 0.1, "norm": 0.0})
+    groups = param_groups(net, cfg)
+    by_name = {n: g for g in groups for n in g["names"]}
+    assert by_name["encoder.backbone.weight"]["lr"] == pytest.approx(0.1)   # longest prefix wins
+    assert by_name["encoder.neck.weight"]["lr"] == pytest.approx(0.25)
+    assert by_name["head.weight"]["lr"] == pytest.approx(1.0)
+    assert by_name["head.bias"]["weight_decay"] == 0.0
+    assert by_name["head.weight"]["weight_decay"] == cfg.weight_decay
+    assert "norm.weight" not in by_name                                      # multiplier 0: frozen
+    net.head.weight.requires_grad_(False)
+    assert "head.weight" not in {n for g in param_groups(net, cfg) for n in g["names"]}
+
+
+def test_lr_factor_warmup_and_milestones():
+    cfg = OptimConfig(warmup_steps=4, warmup_ratio=0.2, milestones=(0.6, 0.8), gamma=0.4)
+    assert lr_factor(0, 100, cfg) == pytest.approx(0.2)
+    assert lr_factor(2, 100, cfg) == pytest.approx(0.6)
+    assert lr_factor(4, 100, cfg) == pytest.approx(1.0)
+    assert lr_factor(59, 100, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, 100, cfg) == pytest.approx(0.4)
+    assert lr_factor(80, 100, cfg) == pytest.approx(0.16)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=0), "lr must be positive"),
+    (dict(milestones=(0.8, 0.6)), "milestones"),
+    (dict(warmup_ratio=0), "warmup_ratio"),
+    (dict(lr_mult={"x": -1}), "lr_mult"),
+])
+def test_optim_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OptimConfig(**kwargs)
+
+
+def test_keep_last_validated(tmp_path):
+    acc, *_ = _setup(tmp_path)
+    with pytest.raises(ValueError, match="keep_last"):
+        save_checkpoint(acc, tmp_path / "c", Progress(1, 1, 1), keep_last=0)
