@@ -2,12 +2,26 @@
 deformable attention, TPVFormer-style encoder.
 """
 
+from ._backbone import FPN, ImageBackbone, load_backbone_checkpoint
+from ._config import PRESETS, TPVEncoderConfig
 from ._deform_attn import MultiScaleDeformableAttention, ms_deform_attn
+from ._encoder import TPVEncoder, TPVPlanes, fourier_encode, tpv_to_volume
+from ._geometry import project_to_cameras
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FPN",
+    "PRESETS",
+    "ImageBackbone",
     "MultiScaleDeformableAttention",
+    "TPVEncoder",
+    "TPVEncoderConfig",
+    "TPVPlanes",
     "__version__",
+    "fourier_encode",
+    "load_backbone_checkpoint",
     "ms_deform_attn",
+    "project_to_cameras",
+    "tpv_to_volume",
 ]

@@ -1,0 +1,154 @@
+"""Image backbone (any timm model with ``features_only``) and a feature pyramid network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["FPN", "ImageBackbone", "load_backbone_checkpoint"]
+
+_WRAPPER_KEYS = ("state_dict", "model", "module", "backbone")
+_PREFIXES = ("module.", "backbone.", "model.", "encoder.")
+
+
+class FPN(nn.Module):
+    """Feature pyramid network: lateral 1x1 convs, top-down nearest upsampling and 3x3 smoothing.
+
+    Levels beyond the backbone's are made by stride-2 3x3 convolutions on the coarsest output
+    (with a ReLU before every extra conv after the first).
+
+    Args:
+        in_channels: channels of each backbone level, finest first.
+        out_channels: channels C of every output level.
+        num_outs: number of output levels L (``>= len(in_channels)``).
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int, num_outs: int) -> None:
+        super().__init__()
+        if len(in_channels) < 1 or num_outs < len(in_channels):
+            raise ValueError(f"num_outs ({num_outs}) must be >= the number of backbone levels "
+                             f"({len(in_channels)})")
+        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.extra = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
+                                   for _ in range(num_outs - len(in_channels)))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        """Map backbone levels [M, C_i, H_i, W_i] (finest first) to L levels [M, C, H_l, W_l]."""
+        lat = [conv(f) for conv, f in zip(self.lateral, feats, strict=True)]
+        for i in range(len(lat) - 1, 0, -1):
+            lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[-2:], mode="nearest")
+        outs = [conv(x) for conv, x in zip(self.smooth, lat, strict=True)]
+        for i, conv in enumerate(self.extra):
+            outs.append(conv(outs[-1] if i == 0 else F.relu(outs[-1])))
+        return outs
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
+    for _ in range(3):
+        if isinstance(obj, dict) and not any(isinstance(v, Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"backbone checkpoint {path}: expected a state dict of tensors (optionally under "
+                         f"one of {_WRAPPER_KEYS}), got {type(obj).__name__}")
+    out = {}
+    for k, v in obj.items():
+        for p in _PREFIXES:
+            if k.startswith(p):
+                k = k[len(p):]
+                break
+        out[k] = v
+    return out
+
+
+def load_backbone_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load local weights into a timm ``features_only`` model, strictly.
+
+    The file may hold the state dict of the full timm model of the same architecture (classifier
+    keys are ignored) or of the features-only model, optionally nested under ``state_dict`` /
+    ``model`` and prefixed with ``module.`` / ``backbone.``; ``.safetensors`` files are read with
+    safetensors, anything else with ``torch.load(weights_only=True)``. Features-only models name
+    modules ``stages_0`` where the full model has ``stages.0``; both spellings are matched.
+
+    Args:
+        model: the features-only backbone to fill in place.
+        path: checkpoint file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a state dict, a backbone weight is missing from it, or a
+            shape differs (the message lists the first offending keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        raw: object = load_file(str(path))
+    else:
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle / zip errors: name the file
+            raise ValueError(f"backbone checkpoint {path} could not be read: {exc}") from exc
+    ckpt = _unwrap_state_dict(raw, path)
+    target = model.state_dict()
+    new_state, missing, mismatched = {}, [], []
+    for key, ref in target.items():
+        head, _, rest = key.partition(".")
+        candidates = [key, head.replace("_", ".") + ("." + rest if rest else "")]
+        found = next((c for c in candidates if c in ckpt), None)
+        if found is None:
+            missing.append(key)
+        elif tuple(ckpt[found].shape) != tuple(ref.shape):
+            mismatched.append(f"{key}: checkpoint {tuple(ckpt[found].shape)} vs model {tuple(ref.shape)}")
+        else:
+            new_state[key] = ckpt[found].to(ref.dtype)
+    if missing or mismatched:
+        raise ValueError(
+            f"backbone checkpoint {path} does not fit the model: {len(missing)} missing keys "
+            f"{missing[:5]}, {len(mismatched)} shape mismatches {mismatched[:5]}")
+    model.load_state_dict(new_state, strict=True)
+
+
+class ImageBackbone(nn.Module):
+    """timm backbone (``features_only``, random init) followed by an :class:`FPN`.
+
+    Args:
+        name: timm model name, e.g. ``"convnext_base"`` or ``"convnext_atto"``.
+        out_indices: backbone feature levels to use (timm indices), finest first.
+        out_channels: FPN channels C.
+        num_levels: FPN output levels L (extra levels by stride-2 convs).
+        checkpoint: optional local file with pretrained weights (see
+            :func:`load_backbone_checkpoint`); nothing is downloaded.
+    """
+
+    def __init__(self, name: str, out_indices: Sequence[int], out_channels: int, num_levels: int,
+                 checkpoint: str | Path | None = None) -> None:
+        super().__init__()
+        try:
+            self.body = timm.create_model(name, pretrained=False, features_only=True,
+                                          out_indices=tuple(out_indices))
+        except RuntimeError as exc:  # timm: unknown model
+            raise ValueError(f"backbone {name!r} is not a timm model with features_only support: {exc}") \
+                from exc
+        if checkpoint is not None:
+            load_backbone_checkpoint(self.body, checkpoint)
+        self.strides = tuple(self.body.feature_info.reduction())
+        self.fpn = FPN(self.body.feature_info.channels(), out_channels, num_levels)
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        """Map images [M, 3, H, W] to L feature maps [M, C, H_l, W_l], finest first."""
+        return self.fpn(self.body(images))
