@@ -9,7 +9,7 @@ import torch
 import volrender
 from volrender import GridSpec, render_rays
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "warp"]
 BOX = GridSpec((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0), (16, 16, 16))
 
 
@@ -172,6 +172,126 @@ def test_cos_anneal_variant_matches_boundary_form_on_a_plane():
     assert abs(c.depth.item() - 1.8 * math.sqrt(2)) < 0.03   # biased early in the annealing
     with pytest.raises(ValueError, match="cos_anneal_ratio"):
         render_rays(sdf, None, BOX, o, d, n_samples=8, inv_s=1.0, backend="warp", cos_anneal_ratio=0.5)
+
+
+def _random_case(dtype, device="cpu", b=2, r=300, c=3, seed=0, grid=None):
+    grid = grid or GridSpec((-1.0, -1.2, -0.5), (1.0, 0.8, 0.7), (9, 8, 6))
+    g = torch.Generator().manual_seed(seed)
+    pts = grid.points("vertex", dtype=dtype)
+    sdf = pts.norm(dim=-1) - 0.5 + 0.2 * torch.randn((b, 1, *grid.vertex_shape), generator=g, dtype=dtype)
+    feats = torch.randn((b, c, *grid.vertex_shape), generator=g, dtype=dtype)
+    lower = torch.tensor(grid.lower, dtype=dtype)
+    upper = torch.tensor(grid.upper, dtype=dtype)
+    target = lower + (upper - lower) * (0.1 + 0.8 * torch.rand((b, r, 3), generator=g, dtype=dtype))
+    d = torch.randn((b, r, 3), generator=g, dtype=dtype)
+    d = d / d.norm(dim=-1, keepdim=True)
+    back = torch.full((b, r, 1), 3.0, dtype=dtype)
+    back[:, r // 2:r // 2 + r // 10] = -4.0     # these rays start beyond the box and point away: misses
+    back[:, -(r // 10):] = 0.0                  # these start inside the box
+    o = target - back * d
+    to = dict(device=device)
+    return grid, sdf.to(**to), feats.to(**to), o.to(**to), d.to(**to)
+
+
+def _forward_backward(backend, grid, sdf, feats, o, d, inv_s, seed=None, **kw):
+    if seed is not None:
+        kw.update(stratified=True, generator=torch.Generator().manual_seed(seed))
+    sdf = sdf.clone().requires_grad_()
+    feats = feats.clone().requires_grad_()
+    inv_s = torch.tensor(inv_s, dtype=sdf.dtype, device=sdf.device, requires_grad=True)
+    out = render_rays(sdf, feats, grid, o, d, inv_s=inv_s, return_samples=True, backend=backend, **kw)
+    g = torch.Generator().manual_seed(7)
+    w_grad = torch.randn(out.weights.shape, generator=g, dtype=sdf.dtype).to(sdf.device)
+    f_grad = torch.randn(out.features.shape, generator=g, dtype=sdf.dtype).to(sdf.device)
+    loss = (1.3 * out.depth).sum() + out.opacity.square().sum() + (out.features * f_grad).sum() \
+        + (out.weights * w_grad).sum()
+    loss.backward()
+    return out, sdf.grad, feats.grad, inv_s.grad
+
+
+def _assert_warp_matches_torch(device, dtype=torch.float32, **kw):
+    grid, sdf, feats, o, d = _random_case(dtype, device)
+    kw.setdefault("n_samples", 48)
+    a = _forward_backward("torch", grid, sdf, feats, o, d, 6.0, **kw)
+    b = _forward_backward("warp", grid, sdf, feats, o, d, 6.0, **kw)
+    tol = dict(atol=2e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-11, rtol=1e-9)
+    for name in ("depth", "opacity", "features", "weights", "t", "points"):
+        torch.testing.assert_close(getattr(b[0], name), getattr(a[0], name), **tol, msg=name)
+    assert a[0].opacity.max() > 0.9 and a[0].opacity.min() == 0   # surfaces hit and rays missed
+    scale = a[1].abs().max()
+    torch.testing.assert_close(b[1], a[1], atol=tol["atol"] * 10 * scale, rtol=tol["rtol"] * 10,
+                               msg="sdf grad")
+    torch.testing.assert_close(b[2], a[2], **tol, msg="feature grad")
+    # d/d inv_s sums many cancelling terms: compare against the size of the sdf gradient it mirrors
+    assert (b[3] - a[3]).abs() <= 50 * tol["atol"] * max(1.0, float(scale)), (a[3], b[3])
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_warp_matches_torch_float32(seed):
+    _assert_warp_matches_torch("cpu", seed=seed)
+
+
+def test_warp_matches_torch_float64_with_near_far_and_termination():
+    far = torch.full((1, 1), 3.1, dtype=torch.float64)
+    _assert_warp_matches_torch("cpu", torch.float64, near=0.3, far=far, transmittance_threshold=1e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_warp_matches_torch_cuda(dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    _assert_warp_matches_torch("cuda", dtype, seed=5)
+
+
+def test_warp_cpu_chunks_agree(monkeypatch):
+    grid, sdf, feats, o, d = _random_case(torch.float64, r=600)
+    monkeypatch.setenv("VOLRENDER_CPU_THREADS", "1")
+    a = _forward_backward("warp", grid, sdf, feats, o, d, 6.0, n_samples=32)
+    monkeypatch.setenv("VOLRENDER_CPU_THREADS", "3")
+    b = _forward_backward("warp", grid, sdf, feats, o, d, 6.0, n_samples=32)
+    torch.testing.assert_close(a[0].depth, b[0].depth, rtol=0, atol=0)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_termination_threshold_changes_little():
+    grid, sdf, feats, o, d = _random_case(torch.float32)
+    kw = dict(n_samples=64, inv_s=40.0, backend="warp")
+    a = render_rays(sdf, feats, grid, o, d, transmittance_threshold=0.0, **kw)
+    b = render_rays(sdf, feats, grid, o, d, **kw)
+    assert (a.opacity - b.opacity).abs().max() <= 2e-6
+    c = render_rays(sdf, feats, grid, o, d, transmittance_threshold=0.1, **kw)
+    assert (a.opacity - c.opacity).abs().max() > 1e-3     # the threshold is honoured
+
+
+def test_feature_gradient_only_when_needed():
+    grid, sdf, feats, o, d = _random_case(torch.float32, r=50)
+    sdf = sdf.requires_grad_()
+    out = render_rays(sdf, feats, grid, o, d, n_samples=16, inv_s=5.0)
+    out.features.sum().backward()
+    assert sdf.grad is not None and feats.grad is None and torch.isfinite(sdf.grad).all()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-6])
+def test_warp_gradcheck_float64(threshold):
+    g = torch.Generator().manual_seed(4)
+    grid = GridSpec((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (2, 3, 2))
+    sdf = (0.5 - grid.points("vertex", dtype=torch.float64)[..., 0])[None, None].repeat(2, 1, 1, 1, 1)
+    sdf = (sdf + 0.05 * torch.randn(sdf.shape, generator=g, dtype=torch.float64)).requires_grad_()
+    feats = torch.randn(2, 2, *grid.vertex_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    inv_s = torch.tensor(8.0, dtype=torch.float64, requires_grad=True)
+    o = torch.tensor([[-0.5, 0.3, 0.4], [-0.5, 0.6, 0.5], [0.2, 0.1, 0.9]], dtype=torch.float64)
+    o = o.expand(2, 3, 3).contiguous()
+    d = torch.tensor([[1.0, 0.1, 0.05], [1.0, -0.1, 0.0], [0.3, 0.2, -1.0]], dtype=torch.float64)
+    d = (d / d.norm(dim=-1, keepdim=True)).expand(2, 3, 3).contiguous()
+
+    def fn(s, f, k):
+        out = render_rays(s, f, grid, o, d, n_samples=7, inv_s=k, backend="warp", return_samples=True,
+                          transmittance_threshold=threshold)
+        return out.depth, out.features, out.opacity, out.weights
+
+    assert torch.autograd.gradcheck(fn, (sdf, feats, inv_s))
 
 
 def test_torch_reference_gradcheck():

@@ -160,7 +160,17 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
         depth, feats, opacity, weights, t = (out["depth"], out["features"], out["opacity"], out["weights"],
                                              out["t"])
     else:
-        raise NotImplementedError("backend='warp' lands in the next commit; use backend='torch'")
+        from ._ops import RenderRaysFn
+
+        depth, opacity, feats, weights = RenderRaysFn.apply(
+            p.sdf, p.features, p.inv_s, grid, p.origins, p.directions, p.t0, p.t1, p.edges, n_samples,
+            p.threshold, return_samples)
+        if p.features is None:
+            feats = None
+        t = None
+        if return_samples:
+            bounds, hit = ref.sample_boundaries(p.t0, p.t1, n_samples, p.edges)
+            t = 0.5 * (bounds[..., 1:] + bounds[..., :-1]) * hit[..., None]
     if not return_samples:
         return RenderResult(depth=depth, features=feats, opacity=opacity)
     points = p.origins[:, :, None, :] + t[..., None] * p.directions[:, :, None, :]

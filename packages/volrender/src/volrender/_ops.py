@@ -1,0 +1,148 @@
+"""PyTorch autograd glue around the Warp kernels (private). Inputs are validated by the public ops."""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _wp
+from ._grid import GridSpec
+
+
+def _geometry(grid: GridSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lower = torch.tensor(grid.lower, dtype=like.dtype, device=like.device)
+    upper = torch.tensor(grid.upper, dtype=like.dtype, device=like.device)
+    cells = torch.tensor(grid.cells, dtype=like.dtype, device=like.device)
+    return lower, (upper - lower) / cells   # the same arithmetic as the torch reference
+
+
+def _load(kernel, dev) -> None:
+    wp = _wp.warp()
+    wp.load_module(kernel.module, device=dev)
+
+
+def _launch(kernel, n: int, args_of, like: torch.Tensor) -> None:
+    """Launch ``kernel`` over ``n`` rays; ``args_of(chunk, offset)`` gives its inputs.
+
+    CUDA: one launch on torch's stream. CPU: contiguous ray chunks from parallel Python threads.
+    """
+    wp = _wp.warp()
+    dev = _wp.device(like)
+    _load(kernel, dev)
+    if like.is_cuda:
+        with _wp.torch_stream(like):
+            wp.launch(kernel, dim=n, inputs=args_of(0, 0), device=dev)
+        return
+    chunks = _chunks_for(n)
+    _wp.launch_chunked(lambda c, off, cnt: wp.launch(kernel, dim=cnt, inputs=args_of(c, off), device=dev),
+                       n, chunks)
+
+
+def _chunks_for(n: int) -> int:
+    return _wp.cpu_chunks(n)
+
+
+def _clone(g: torch.Tensor | None, shape, like: torch.Tensor) -> torch.Tensor:
+    """Incoming gradients, cloned into fresh contiguous buffers before Warp sees them."""
+    if g is None:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return g.detach().to(like.dtype).clone(memory_format=torch.contiguous_format)
+
+
+class RenderRaysFn(torch.autograd.Function):
+    """Fused NeuS rendering: forward and hand-written backward Warp kernels."""
+
+    @staticmethod
+    def forward(ctx, sdf, features, inv_s, grid, origins, dirs, t0, t1, edges, n_samples, thr, want_weights):
+        from ._kernels.render import build
+
+        b, r = t0.shape
+        n = b * r
+        c = 0 if features is None else features.shape[1]
+        opts = dict(dtype=sdf.dtype, device=sdf.device)
+        depth = torch.zeros((b, r), **opts)
+        opacity = torch.zeros((b, r), **opts)
+        feat_out = torch.zeros((b, r, c), **opts)
+        weights = torch.zeros((b, r, n_samples) if want_weights else (0,), **opts)
+        lower, voxel = _geometry(grid, sdf)
+        inv_s = inv_s.detach().reshape(1).contiguous()
+        fwd, _ = build(_wp.scalar_type(sdf.dtype))
+        nx, ny, nz = grid.vertex_shape
+        a = [_wp.arr(x, sdf) for x in (sdf, features, lower, voxel, origins, dirs, t0, t1, edges, inv_s,
+                                          depth, opacity, feat_out, weights)]
+        (w_sdf, w_feat, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
+         w_depth, w_opacity, w_feat_out, w_weights) = a
+
+        def args_of(_chunk, offset):
+            return [w_sdf, w_feat, c, nx, ny, nz, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges,
+                    int(edges is not None), r, n_samples, w_inv_s, thr, offset, int(want_weights),
+                    w_depth, w_opacity, w_feat_out, w_weights]
+
+        _launch(fwd, n, args_of, sdf)
+        ctx.grid = grid
+        ctx.n_samples = n_samples
+        ctx.thr = thr
+        ctx.has_features = features is not None
+        ctx.want_weights = want_weights
+        ctx.stratified = edges is not None
+        ctx.save_for_backward(sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out,
+                              weights)
+        return depth, opacity, feat_out, weights
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_depth, g_opacity, g_feat, g_weights):
+        from ._kernels.render import build
+
+        sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out, weights = \
+            ctx.saved_tensors
+        grid, n_samples = ctx.grid, ctx.n_samples
+        b, r = t0.shape
+        n = b * r
+        c = feat_out.shape[-1]
+        g_depth = _clone(g_depth, depth.shape, sdf)
+        g_opacity = _clone(g_opacity, opacity.shape, sdf)
+        g_feat = _clone(g_feat, feat_out.shape, sdf)
+        has_gw = ctx.want_weights and g_weights is not None
+        g_weights = _clone(g_weights, weights.shape, sdf) if has_gw else None
+        total = g_depth * depth + g_opacity * opacity
+        if c > 0:
+            total = total + (g_feat * feat_out).sum(-1)
+        if has_gw:
+            total = total + (g_weights * weights).sum(-1)
+        total = total.contiguous()
+        want_feat_grad = ctx.has_features and ctx.needs_input_grad[1]
+
+        chunks = 1 if sdf.is_cuda else _chunks_for(n)
+        grad_sdf = [torch.zeros_like(sdf) for _ in range(chunks)]
+        grad_feat = [torch.zeros_like(features) if want_feat_grad else None for _ in range(chunks)]
+        grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
+        lower, voxel = _geometry(grid, sdf)
+        _, bwd = build(_wp.scalar_type(sdf.dtype))
+        nx, ny, nz = grid.vertex_shape
+        w = [_wp.arr(x, sdf) for x in (sdf, features if c > 0 else None, lower, voxel, origins, dirs, t0,
+                                       t1, edges, inv_s, g_depth, g_opacity, g_feat, g_weights, total,
+                                       grad_inv_s)]
+        (w_sdf, w_feat, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
+         w_gd, w_go, w_gf, w_gw, w_total, w_gs) = w
+        w_grad_sdf = [_wp.arr(x, sdf) for x in grad_sdf]
+        w_grad_feat = [_wp.arr(x, sdf) for x in grad_feat]
+
+        def args_of(chunk, offset):
+            return [w_sdf, w_feat, c, nx, ny, nz, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges,
+                    int(ctx.stratified), r, n_samples, w_inv_s, ctx.thr, offset,
+                    w_gd, w_go, w_gf, w_gw, int(has_gw), w_total, int(want_feat_grad),
+                    w_grad_sdf[chunk], w_grad_feat[chunk], w_gs]
+
+        _launch(bwd, n, args_of, sdf)
+        d_sdf = grad_sdf[0]
+        for extra in grad_sdf[1:]:
+            d_sdf += extra
+        d_feat = None
+        if want_feat_grad:
+            d_feat = grad_feat[0]
+            for extra in grad_feat[1:]:
+                d_feat += extra
+        d_inv_s = grad_inv_s.sum().reshape(()) if ctx.needs_input_grad[2] else None
+        return (d_sdf if ctx.needs_input_grad[0] else None, d_feat, d_inv_s,
+                None, None, None, None, None, None, None, None, None)
