@@ -2,6 +2,61 @@
 depth maps.
 """
 
+from ._flow import (
+    DISFlow,
+    FlowEstimator,
+    RAFTFlow,
+    TorchFlowEstimator,
+    forward_backward_valid,
+    load_weights,
+    pixel_grid,
+    sample_bilinear,
+)
+from ._geometry import (
+    KITTI_BASELINE_M,
+    box_corners,
+    camera_motion,
+    densify_depth,
+    depth_to_disparity,
+    lidar_depth_map,
+    project_boxes_mask,
+    rigid_flow,
+)
+from ._masks import (
+    GEOMETRIC_MASK_THRESHOLD_PX,
+    SegmentationModel,
+    TorchSegmenter,
+    geometric_movable_mask,
+    residual_flow,
+)
+from ._track import ChainedFlowTracker, KeyframeTracker, chain_flows
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "GEOMETRIC_MASK_THRESHOLD_PX",
+    "KITTI_BASELINE_M",
+    "ChainedFlowTracker",
+    "DISFlow",
+    "FlowEstimator",
+    "KeyframeTracker",
+    "RAFTFlow",
+    "SegmentationModel",
+    "TorchFlowEstimator",
+    "TorchSegmenter",
+    "__version__",
+    "box_corners",
+    "camera_motion",
+    "chain_flows",
+    "densify_depth",
+    "depth_to_disparity",
+    "forward_backward_valid",
+    "geometric_movable_mask",
+    "lidar_depth_map",
+    "load_weights",
+    "pixel_grid",
+    "project_boxes_mask",
+    "residual_flow",
+    "rigid_flow",
+    "sample_bilinear",
+]
