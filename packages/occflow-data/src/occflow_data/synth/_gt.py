@@ -1,0 +1,300 @@
+"""Ground truth from the world: per-pixel optical flow, occupancy grids with classes and flow,
+and camera / LiDAR visibility masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from volrender import GridSpec
+
+from . import _classes as C
+from ._geometry import invert_pose
+from ._render import CameraFrame
+from ._rigs import Camera, Lidar
+from ._world import World
+
+MOVABLE_KINDS = ("car", "truck", "bus", "cyclist", "motorcycle", "pedestrian")
+MOVING_SPEED = 0.05  # m/s: faster than this counts as moving
+
+
+def camera_flow(world: World, a: CameraFrame, b: CameraFrame, cameras) -> tuple[np.ndarray, np.ndarray]:
+    """Optical flow from frame ``a`` to frame ``b`` of the same cameras, from the scene motion.
+
+    Each pixel's 3D point in ``a`` is moved with its object (static scenery stays), projected into
+    ``b``'s camera; the flow is valid where the point is in front of the camera, inside the image
+    and not hidden in ``b`` (its depth agrees with ``b``'s rendered depth at the landing pixel).
+
+    Returns:
+        flow: [N, H, W, 2] float32 pixels (du, dv), pixel (x, y) of ``a`` lands at (x + du, y + dv).
+        valid: [N, H, W] bool.
+    """
+    n, h, w = a.depth.shape
+    pts = a.points.reshape(n, -1, 3).astype(np.float64)
+    agent = a.agent.reshape(n, -1)
+    if world.agents:
+        move = world.agent_poses(b.time) @ invert_pose(world.agent_poses(a.time))  # [K, 4, 4]
+        dyn = agent >= 0
+        m = move[agent[dyn]]
+        pts[dyn] = np.einsum("pij,pj->pi", m[:, :3, :3], pts[dyn]) + m[:, :3, 3]
+    flow = np.zeros((n, h * w, 2), np.float32)
+    valid = np.zeros((n, h * w), bool)
+    ys, xs = np.divmod(np.arange(h * w), w)
+    for c, cam in enumerate(cameras):
+        map_to_cam = invert_pose(b.cam_to_map[c])
+        pc = pts[c] @ map_to_cam[:3, :3].T + map_to_cam[:3, 3]
+        z = pc[:, 2]
+        zs = np.where(z > 1e-3, z, 1.0)
+        u = cam.intrinsics[0, 0] * pc[:, 0] / zs + cam.intrinsics[0, 2]
+        v = cam.intrinsics[1, 1] * pc[:, 1] / zs + cam.intrinsics[1, 2]
+        flow[c, :, 0] = u - xs
+        flow[c, :, 1] = v - ys
+        ui, vi = np.round(u).astype(np.int64), np.round(v).astype(np.int64)
+        ok = (agent[c] != -2) & (z > 0.1) & (ui >= 0) & (vi >= 0) & (ui < w) & (vi < h)
+        db = b.depth[c][np.clip(vi, 0, h - 1), np.clip(ui, 0, w - 1)]
+        ok &= (db > 0) & (np.abs(db - z) < 0.05 + 0.02 * z)
+        valid[c] = ok
+    return flow.reshape(n, h, w, 2), valid.reshape(n, h, w)
+
+
+def pixel_masks(world: World, frame: CameraFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel masks [N, H, W]: ``movable`` (vehicles, cyclists, pedestrians), ``dynamic`` (moving)."""
+    if not world.agents:
+        z = np.zeros(frame.agent.shape, bool)
+        return z, z.copy()
+    kinds = np.array([a.kind in MOVABLE_KINDS for a in world.agents] + [False, False])
+    speed = np.linalg.norm(world.agent_states(frame.time)[2], axis=1)
+    moving = np.concatenate([(speed > MOVING_SPEED) & kinds[:-2], [False, False]])
+    idx = np.where(frame.agent >= 0, frame.agent, len(world.agents))
+    return kinds[idx], moving[idx]
+
+
+@dataclass
+class Occupancy:
+    """A voxel grid of the world at one instant, in a sensor/ego frame.
+
+    Attributes:
+        code: [X, Y, Z] int16 voxel content: -1 free, 0..19 static fine class, 100 + k agent k.
+        grid: the voxel grid (in the frame given by ``frame_to_map``).
+    """
+
+    code: np.ndarray
+    grid: GridSpec
+
+    def occ3d(self, world: World) -> np.ndarray:
+        """Occ3D labels [X, Y, Z] uint8 (17 = free)."""
+        lut = np.full(100 + max(len(world.agents), 1) + 1, C.FREE, np.uint8)
+        lut[: C.NUM_FINE] = C.FINE_TO_OCC3D
+        for k, a in enumerate(world.agents):
+            lut[100 + k] = C.FINE_TO_OCC3D[a.fine]
+        return lut[self.code]  # code -1 -> last entry (free)
+
+    def semantic_kitti(self, world: World, t: float) -> np.ndarray:
+        """SemanticKITTI raw label ids [X, Y, Z] uint16 (0 = empty / unlabeled), moving agents as 25x."""
+        lut = np.zeros(100 + max(len(world.agents), 1) + 1, np.uint16)
+        lut[: C.NUM_FINE] = C.FINE_TO_SEMKITTI
+        speed = np.linalg.norm(world.agent_states(t)[2], axis=1) if world.agents else np.zeros(0)
+        for k, a in enumerate(world.agents):
+            table = C.FINE_TO_SEMKITTI_MOVING if speed[k] > MOVING_SPEED else C.FINE_TO_SEMKITTI
+            lut[100 + k] = table[a.fine]
+        return lut[self.code]
+
+    def flow(self, world: World, t: float, frame_to_map: np.ndarray) -> np.ndarray:
+        """Per-voxel horizontal velocity [X, Y, Z, 2] float32, m/s, in the grid's frame (agents only)."""
+        out = np.zeros(self.code.shape + (2,), np.float32)
+        if not world.agents:
+            return out
+        vel = world.agent_states(t)[2] @ frame_to_map[:3, :3]  # map -> frame rotation (R^T v)
+        table = np.zeros((100 + len(world.agents) + 1, 2), np.float32)
+        table[100 : 100 + len(world.agents)] = vel[:, :2]
+        return table[self.code]
+
+
+def voxelize(world: World, t: float, frame_to_map: np.ndarray, grid: GridSpec, sub: int = 2) -> Occupancy:
+    """Voxelise the world at time ``t`` into ``grid`` placed at ``frame_to_map`` (a pose with yaw only).
+
+    Each voxel is split into ``sub``^3 sample points; a point is solid if it lies under the ground
+    surface or inside a box (exact tests, static boxes and agents moved to time ``t``). A voxel is
+    occupied if any of its points is solid and takes the most frequent solid content.
+    """
+    if not isinstance(grid, GridSpec):
+        raise TypeError(f"grid must be a volrender.GridSpec, got {type(grid).__name__}")
+    nx, ny, nz = grid.cells
+    vs = np.array(grid.voxel_size)
+    lower = np.array(grid.lower)
+    step = vs / sub
+    ax = [lower[i] + (np.arange(grid.cells[i] * sub) + 0.5) * step[i] for i in range(3)]
+    code = np.full((nx * sub, ny * sub, nz * sub), -1, np.int16)
+    # Ground: per column a height and class.
+    gx, gy = np.meshgrid(ax[0], ax[1], indexing="ij")
+    rot, trans = frame_to_map[:3, :3], frame_to_map[:3, 3]
+    mx = rot[0, 0] * gx + rot[0, 1] * gy + trans[0]
+    my = rot[1, 0] * gx + rot[1, 1] * gy + trans[1]
+    fine, height = world.ground.lookup(mx, my)
+    zmap = ax[2] + trans[2]  # yaw-only frames: map z = frame z + offset
+    under = zmap[None, None, :] < height[:, :, None]
+    code[under] = np.broadcast_to(fine[:, :, None], under.shape)[under]
+    # Boxes: static, then agents (later writes win).
+    yaw_f = np.arctan2(rot[1, 0], rot[0, 0])
+    inv = invert_pose(frame_to_map)
+    groups = [(world.static.center, world.static.half, world.static.yaw, world.static.fine.astype(np.int16))]
+    if world.agents:
+        pos, yaw, _ = world.agent_states(t)
+        for k, a in enumerate(world.agents):
+            p = a.parts
+            c, s = np.cos(yaw[k]), np.sin(yaw[k])
+            cen = np.stack(
+                [
+                    c * p.center[:, 0] - s * p.center[:, 1] + pos[k, 0],
+                    s * p.center[:, 0] + c * p.center[:, 1] + pos[k, 1],
+                    p.center[:, 2] + pos[k, 2],
+                ],
+                1,
+            )
+            groups.append((cen, p.half, p.yaw + yaw[k], np.full(len(p), 100 + k, np.int16)))
+    reach = np.linalg.norm(np.array(grid.upper) - lower) + 1.0
+    centre_f = (lower + np.array(grid.upper)) / 2
+    for cen_m, half, yaw_m, codes in groups:
+        cen = cen_m @ inv[:3, :3].T + inv[:3, 3]
+        near = np.linalg.norm(cen[:, :2] - centre_f[:2], axis=1) < reach / 2 + np.linalg.norm(
+            half[:, :2], axis=1
+        )
+        for b in np.flatnonzero(near):
+            yb = yaw_m[b] - yaw_f
+            c, s = np.cos(yb), np.sin(yb)
+            hx, hy, hz = half[b]
+            ext = np.array([abs(c) * hx + abs(s) * hy, abs(s) * hx + abs(c) * hy, hz])
+            lo = np.floor((cen[b] - ext - lower) / step - 0.5).astype(int) + 1
+            hi = np.floor((cen[b] + ext - lower) / step - 0.5).astype(int) + 1
+            lo = np.maximum(lo, 0)
+            hi = np.minimum(hi, np.array(code.shape))
+            if np.any(hi <= lo):
+                continue
+            px = ax[0][lo[0] : hi[0]] - cen[b, 0]
+            py = ax[1][lo[1] : hi[1]] - cen[b, 1]
+            pz = ax[2][lo[2] : hi[2]] - cen[b, 2]
+            lx = c * px[:, None] + s * py[None, :]
+            ly = -s * px[:, None] + c * py[None, :]
+            inside2 = (np.abs(lx) <= hx) & (np.abs(ly) <= hy)
+            inside = inside2[:, :, None] & (np.abs(pz) <= hz)[None, None, :]
+            view = code[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+            view[inside] = codes[b]
+    # Vote per voxel.
+    s3 = sub**3
+    blocks = code.reshape(nx, sub, ny, sub, nz, sub).transpose(0, 2, 4, 1, 3, 5).reshape(-1, s3)
+    mx_, mn_ = blocks.max(1), blocks.min(1)
+    out = mx_.copy()
+    mixed = np.flatnonzero(mx_ != mn_)
+    if len(mixed):
+        rows = blocks[mixed]
+        counts = np.stack([(rows == rows[:, j : j + 1]).sum(1) for j in range(s3)], 1)
+        counts[rows < 0] = -1
+        out[mixed] = rows[np.arange(len(mixed)), counts.argmax(1)]
+    return Occupancy(out.reshape(nx, ny, nz), grid)
+
+
+def _centres(grid: GridSpec) -> np.ndarray:
+    return np.stack(
+        np.meshgrid(
+            *[grid.lower[i] + (np.arange(grid.cells[i]) + 0.5) * grid.voxel_size[i] for i in range(3)],
+            indexing="ij",
+        ),
+        -1,
+    )
+
+
+def camera_visibility(
+    frame: CameraFrame, cameras, grid: GridSpec, ego_to_map: np.ndarray, tolerance: float | None = None
+) -> np.ndarray:
+    """Voxels [X, Y, Z] bool seen by any camera: the centre projects into the image and is not behind
+    the rendered surface by more than ``tolerance`` (default: half a voxel diagonal)."""
+    tol = 0.5 * float(np.linalg.norm(grid.voxel_size)) if tolerance is None else tolerance
+    p = _centres(grid).reshape(-1, 3)
+    seen = np.zeros(len(p), bool)
+    _, h, w = frame.depth.shape
+    for c, cam in enumerate(cameras):
+        e2c = invert_pose(cam.cam_to_ego)
+        pc = p @ e2c[:3, :3].T + e2c[:3, 3]
+        z = pc[:, 2]
+        ok = z > 0.05
+        zs = np.where(ok, z, 1.0)
+        u = np.round(cam.intrinsics[0, 0] * pc[:, 0] / zs + cam.intrinsics[0, 2]).astype(np.int64)
+        v = np.round(cam.intrinsics[1, 1] * pc[:, 1] / zs + cam.intrinsics[1, 2]).astype(np.int64)
+        ok &= (u >= 0) & (v >= 0) & (u < w) & (v < h)
+        d = frame.depth[c][np.clip(v, 0, h - 1), np.clip(u, 0, w - 1)]
+        d = np.where(d > 0, d, np.inf)
+        seen |= ok & (z <= d + tol)
+    return seen.reshape(grid.cells)
+
+
+def lidar_visibility(
+    sweeps, lidar: Lidar, grid: GridSpec, frame_to_sensors, tolerance: float | None = None
+) -> np.ndarray:
+    """Voxels [X, Y, Z] bool seen by any of the LiDAR sweeps.
+
+    A voxel is seen by a sweep if its centre lies within the vertical field of view and not farther
+    than the range measured by the nearest beam and azimuth bin (+ ``tolerance``; rays without a hit
+    see up to the maximum range).
+
+    Args:
+        sweeps: LidarSweep objects.
+        frame_to_sensors: for each sweep, the [4, 4] transform from the grid's frame to its sensor.
+    """
+    tol = 0.5 * float(np.linalg.norm(grid.voxel_size)) if tolerance is None else tolerance
+    p = _centres(grid).reshape(-1, 3)
+    seen = np.zeros(len(p), bool)
+    el = np.asarray(lidar.elevations)
+    order = np.argsort(el)
+    el_sorted = el[order]
+    spacing = float(np.median(np.diff(el_sorted))) if len(el) > 1 else 0.01
+    a_bins = lidar.azimuth_bins
+    for sweep, f2s in zip(sweeps, frame_to_sensors, strict=True):
+        q = p @ f2s[:3, :3].T + f2s[:3, 3]
+        r = np.linalg.norm(q, axis=1)
+        elev = np.arcsin(np.clip(q[:, 2] / np.maximum(r, 1e-6), -1, 1))
+        az = np.mod(np.arctan2(q[:, 1], q[:, 0]), 2 * np.pi)
+        fov = (elev >= el_sorted[0] - spacing / 2) & (elev <= el_sorted[-1] + spacing / 2)
+        k = np.clip(np.searchsorted(el_sorted, elev), 1, len(el_sorted) - 1)
+        k = np.where(np.abs(elev - el_sorted[k - 1]) < np.abs(elev - el_sorted[k]), k - 1, k)
+        beam = order[k]
+        abin = np.round(az / (2 * np.pi / a_bins)).astype(np.int64) % a_bins
+        rng_ = sweep.range_image[beam, abin]
+        rng_ = np.where(rng_ > 0, rng_, lidar.max_range)
+        seen |= fov & (r <= rng_ + tol) & (r <= lidar.max_range)
+    return seen.reshape(grid.cells)
+
+
+def annotation_boxes(world: World, t: float) -> list[dict]:
+    """Annotation boxes of all agents at time ``t`` in the map frame.
+
+    Each dict: ``instance``, ``kind``, ``center`` [3] (geometric centre), ``size`` (length, width,
+    height), ``yaw``, ``velocity`` [3] m/s, ``moving`` bool.
+    """
+    if not world.agents:
+        return []
+    pos, yaw, vel = world.agent_states(t)
+    out = []
+    for k, a in enumerate(world.agents):
+        cen = pos[k].copy()
+        cen[2] += a.size[2] / 2
+        out.append(
+            dict(
+                instance=a.instance,
+                kind=a.kind,
+                center=cen,
+                size=a.size,
+                yaw=float(yaw[k]),
+                velocity=vel[k],
+                moving=bool(np.linalg.norm(vel[k]) > MOVING_SPEED),
+                agent=k,
+            )
+        )
+    return out
+
+
+def camera_of(cameras, name: str) -> Camera:
+    for c in cameras:
+        if c.name == name:
+            return c
+    raise KeyError(name)
