@@ -4,6 +4,7 @@ with NVIDIA Warp kernels and PyTorch autograd.
 
 from ._grid import LETOCCFLOW_NUSCENES, OCC3D_NUSCENES, SEMANTIC_KITTI, GridSpec
 from ._raycast import VoxelHits, raycast_voxels
+from ._regularisers import eikonal_loss, hessian_loss, sdf_gradient
 from ._render import RenderResult, render_rays
 
 __version__ = "0.1.0"
@@ -16,6 +17,9 @@ __all__ = [
     "RenderResult",
     "VoxelHits",
     "__version__",
+    "eikonal_loss",
+    "hessian_loss",
     "raycast_voxels",
     "render_rays",
+    "sdf_gradient",
 ]
