@@ -161,3 +161,18 @@ def test_module_bad_inputs():
         m(q, v, ref, shapes[:1])
     with pytest.raises(ValueError, match="divisible"):
         MultiScaleDeformableAttention(6, 4, 1, 1)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_gradient_of_one_input_only(which):
+    """The recomputing backward handles inputs that do not need gradients."""
+    gen = torch.Generator().manual_seed(8)
+    inputs = _inputs(gen)
+    grad_out = torch.randn(2, 3, 6, generator=gen, dtype=torch.float64)
+    grads = []
+    for fn in (ms_deform_attn, ms_deform_attn_reference):
+        args = [t.clone().requires_grad_(i == which) for i, t in enumerate(inputs)]
+        (fn(args[0], SHAPES, args[1], args[2]) * grad_out).sum().backward()
+        assert all(a.grad is None for i, a in enumerate(args) if i != which)
+        grads.append(args[which].grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-9)

@@ -193,3 +193,19 @@ def test_paper_presets_build(name):
     enc = TPVEncoder(PRESETS[name])
     n = sum(p.numel() for p in enc.parameters())
     assert 90e6 < n < 130e6  # ConvNeXt-Base (~88 M) + FPN + 4 layers
+
+
+def test_grad_checkpoint_gives_the_same_gradients():
+    gen = torch.Generator().manual_seed(7)
+    K, T = _rig([0.0, math.pi])
+    imgs = _images(gen, 1, 2)
+    weight = torch.randn(1, 32, 20, 20, 4, generator=gen)
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(8)
+        enc = TPVEncoder(_config(grad_checkpoint=ckpt)).train()
+        (enc(imgs, K[None], T[None]) * weight).sum().backward()
+        grads.append([p.grad for p in (enc.queries[1], enc.backbone.fpn.smooth[0].weight,
+                                       next(enc.backbone.body.parameters()))])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

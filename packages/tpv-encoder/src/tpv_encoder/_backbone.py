@@ -133,10 +133,12 @@ class ImageBackbone(nn.Module):
         num_levels: FPN output levels L (extra levels by stride-2 convs).
         checkpoint: optional local file with pretrained weights (see
             :func:`load_backbone_checkpoint`); nothing is downloaded.
+        grad_checkpoint: recompute the backbone's stages in the backward pass (timm's stage-level
+            gradient checkpointing): much less activation memory, one more backbone forward.
     """
 
     def __init__(self, name: str, out_indices: Sequence[int], out_channels: int, num_levels: int,
-                 checkpoint: str | Path | None = None) -> None:
+                 checkpoint: str | Path | None = None, grad_checkpoint: bool = False) -> None:
         super().__init__()
         try:
             self.body = timm.create_model(name, pretrained=False, features_only=True,
@@ -146,6 +148,8 @@ class ImageBackbone(nn.Module):
                 from exc
         if checkpoint is not None:
             load_backbone_checkpoint(self.body, checkpoint)
+        if grad_checkpoint:
+            self.body.set_grad_checkpointing(True)
         self.strides = tuple(self.body.feature_info.reduction())
         self.fpn = FPN(self.body.feature_info.channels(), out_channels, num_levels)
 

@@ -55,7 +55,8 @@ class TPVEncoderConfig:
         fourier_frequencies: Fourier frequencies per axis of the positional encoding.
         min_depth: camera depth (metres) at or below which a reference point is behind the camera.
         normalize_images: subtract ImageNet mean / divide by std (inputs are in [0, 1]).
-        grad_checkpoint: recompute each layer in the backward pass (less memory, ~30 % slower).
+        grad_checkpoint: recompute the backbone's stages and each TPV layer in the backward pass
+            (much less activation memory, roughly one more forward pass of time).
     """
 
     lower: tuple[float, float, float] = (-40.0, -40.0, -1.0)

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["MultiScaleDeformableAttention", "ms_deform_attn"]
 
@@ -95,23 +96,79 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, sampling_locations: Te
         if t.dtype != value.dtype:
             raise ValueError(f"{name} has dtype {t.dtype} but value has {value.dtype}")
 
-    # [B, S, heads, D] -> [B*heads, D, S]: one copy of the values, shared by all queries.
-    value_t = value.permute(0, 2, 3, 1).reshape(B * heads, head_dim, S)
-    # [B, Q, heads, L, P, 2] -> [B*heads, L, Q, P, 2] grid in [-1, 1].
-    grids = (2.0 * sampling_locations - 1.0).permute(0, 2, 3, 1, 4, 5).reshape(B * heads, L, Q, P, 2)
-    weights = attention_weights.permute(0, 2, 3, 1, 4).reshape(B * heads, L, 1, Q, P)
+    if torch.is_grad_enabled() and (value.requires_grad or sampling_locations.requires_grad
+                                    or attention_weights.requires_grad):
+        return _MSDeformAttnFunction.apply(value, sampling_locations, attention_weights, tuple(shapes))
+    return _ms_deform_attn_forward(value, shapes, sampling_locations, attention_weights)
+
+
+def _level_sum(value_l: Tensor, h: int, w: int, loc_l: Tensor, weights_l: Tensor) -> Tensor:
+    """One level: value_l [B, h*w, heads, D], loc_l [B, Q, heads, P, 2], weights_l [B, Q, heads, P]
+    -> [B*heads, D, Q] weighted sum of bilinear samples."""
+    B, _, heads, D = value_l.shape
+    Q, P = loc_l.shape[1], loc_l.shape[3]
+    # One copy of this level's values, shared by all queries.
+    v = value_l.permute(0, 2, 3, 1).reshape(B * heads, D, h, w)
+    grid = (2.0 * loc_l - 1.0).transpose(1, 2).reshape(B * heads, Q, P, 2)
+    wt = weights_l.transpose(1, 2).reshape(B * heads, 1, Q, P)
+    sampled = F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (sampled * wt).sum(-1)  # [B*heads, D, Q]
+
+
+def _ms_deform_attn_forward(value: Tensor, shapes: list[tuple[int, int]] | tuple, loc: Tensor,
+                            weights: Tensor) -> Tensor:
+    B, _, heads, D = value.shape
+    Q = loc.shape[1]
     out = None
     start = 0
     for level, (h, w) in enumerate(shapes):
-        v_l = value_t[:, :, start:start + h * w].reshape(B * heads, head_dim, h, w)
-        start += h * w
-        # [B*heads, D, Q, P]
-        sampled = F.grid_sample(v_l, grids[:, level], mode="bilinear", padding_mode="zeros",
-                                align_corners=False)
-        contrib = (sampled * weights[:, level]).sum(-1)
+        end = start + h * w
+        contrib = _level_sum(value[:, start:end], h, w, loc[:, :, :, level], weights[:, :, :, level])
+        start = end
         out = contrib if out is None else out + contrib
     # [B*heads, D, Q] -> [B, Q, heads*D]
-    return out.reshape(B, heads, head_dim, Q).permute(0, 3, 1, 2).reshape(B, Q, heads * head_dim)
+    return out.reshape(B, heads, D, Q).permute(0, 3, 1, 2).reshape(B, Q, heads * D)
+
+
+class _MSDeformAttnFunction(torch.autograd.Function):
+    """Saves only the inputs; the backward pass recomputes the samples level by level.
+
+    Plain autograd would keep every level's [B*heads, D, Q, P] samples alive until the backward
+    pass (for the weight gradient), which dominates the memory of a TPV encoder; recomputing
+    them costs one extra ``grid_sample`` forward per level.
+    """
+
+    @staticmethod
+    def forward(ctx, value: Tensor, loc: Tensor, weights: Tensor, shapes: tuple) -> Tensor:
+        ctx.shapes = shapes
+        ctx.save_for_backward(value, loc, weights)
+        return _ms_deform_attn_forward(value, shapes, loc, weights)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple:
+        value, loc, weights = ctx.saved_tensors
+        need = ctx.needs_input_grad[:3]
+        B, _, heads, D = value.shape
+        Q = loc.shape[1]
+        g = grad_out.reshape(B, Q, heads, D).permute(0, 2, 3, 1).reshape(B * heads, D, Q)
+        grads = [torch.zeros_like(t) if n else None for t, n in zip((value, loc, weights), need, strict=True)]
+        start = 0
+        for level, (h, w) in enumerate(ctx.shapes):
+            end = start + h * w
+            with torch.enable_grad():
+                parts = [value[:, start:end], loc[:, :, :, level], weights[:, :, :, level]]
+                parts = [t.detach().requires_grad_(n) for t, n in zip(parts, need, strict=True)]
+                out_l = _level_sum(parts[0], h, w, parts[1], parts[2])
+                got = iter(torch.autograd.grad(out_l, [t for t, n in zip(parts, need, strict=True) if n], g))
+            if need[0]:
+                grads[0][:, start:end] = next(got)
+            if need[1]:
+                grads[1][:, :, :, level] = next(got)
+            if need[2]:
+                grads[2][:, :, :, level] = next(got)
+            start = end
+        return grads[0], grads[1], grads[2], None
 
 
 class MultiScaleDeformableAttention(nn.Module):
