@@ -2,9 +2,19 @@
 prediction.
 """
 
-from ._config import STAGE1_TERMS, STAGE2_TERMS, LossConfig, RenderConfig
+from ._config import (
+    MODEL_PRESETS,
+    STAGE1_TERMS,
+    STAGE2_TERMS,
+    HeadConfig,
+    LossConfig,
+    ModelConfig,
+    RefineConfig,
+    RenderConfig,
+)
 from ._eval_utils import flow_to_velocity, occupancy_from_sdf, vertices_to_cells
 from ._field import SceneField
+from ._heads import PointwiseMLP, flow_head, sdf_head
 from ._losses.compute import compute_losses
 from ._losses.terms import (
     dssim,
@@ -22,6 +32,7 @@ from ._losses.terms import (
     sparsity_grid,
     static_flow_regularization,
 )
+from ._model import OccFlowModel, count_parameters
 from ._rays import (
     CameraRays,
     LidarRays,
@@ -32,22 +43,33 @@ from ._rays import (
     sample_camera_rays,
     sample_lidar_rays,
 )
+from ._refine import Refine3D, cells_to_vertices
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "STAGE1_TERMS",
-    "STAGE2_TERMS",
     "CameraRays",
+    "HeadConfig",
     "LidarRays",
     "LossConfig",
+    "MODEL_PRESETS",
+    "ModelConfig",
+    "OccFlowModel",
+    "PointwiseMLP",
+    "Refine3D",
+    "RefineConfig",
     "RenderConfig",
+    "STAGE1_TERMS",
+    "STAGE2_TERMS",
     "SceneField",
     "__version__",
+    "cells_to_vertices",
     "compute_losses",
+    "count_parameters",
     "dssim",
     "dynamic_mask",
     "edge_aware_smoothness",
+    "flow_head",
     "flow_loss",
     "flow_target_valid",
     "flow_to_velocity",
@@ -63,6 +85,7 @@ __all__ = [
     "sample_camera_rays",
     "sample_lidar_rays",
     "sample_vertex_field",
+    "sdf_head",
     "silog_loss",
     "sparsity_behind_surface",
     "sparsity_grid",

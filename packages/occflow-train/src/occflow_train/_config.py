@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
+
+from temporal_fusion import PRESETS as FUSION_PRESETS
+from temporal_fusion import TemporalFusionConfig
+from tpv_encoder import PRESETS as TPV_PRESETS
+from tpv_encoder import TPVEncoderConfig
+from volrender import GridSpec
 
 
 def _positive_int(owner: str, name: str, value) -> None:
@@ -147,3 +155,136 @@ STAGE1_TERMS = ("reprojection", "eikonal", "lidar", "hessian", "depth_smoothness
                 "sparsity_behind")
 #: Terms stage 2 adds (joint geometry and flow).
 STAGE2_TERMS = ("flow", "flow_aux", "static_flow", "flow_smoothness")
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class RefineConfig:
+    """The 3D refine module (residual 3D CNN, 3D FPN, deconvolution upsampling).
+
+    Attributes:
+        blocks: residual basic blocks per stage ([1, 2, 4] released).
+        channels: channels per stage ([192, 384, 768]).
+        strides: stride of each stage's first block ([1, 2, 2]).
+        fpn_channels: width of the 3D FPN (192).
+        out_channels: channels of the refined volume the heads read (96).
+        upsample: output / fused-volume resolution (2: 100 x 100 x 10 -> 200 x 200 x 20).
+    """
+
+    blocks: tuple[int, ...] = (1, 2, 4)
+    channels: tuple[int, ...] = (192, 384, 768)
+    strides: tuple[int, ...] = (1, 2, 2)
+    fpn_channels: int = 192
+    out_channels: int = 96
+    upsample: int = 2
+
+    def __post_init__(self) -> None:
+        o = "RefineConfig"
+        if not (len(self.blocks) == len(self.channels) == len(self.strides) >= 1):
+            raise ValueError(f"{o}.blocks, channels and strides must have one entry per stage, got "
+                             f"{self.blocks}, {self.channels}, {self.strides}")
+        for name in ("blocks", "channels", "strides"):
+            for v in getattr(self, name):
+                _positive_int(o, name, v)
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("fpn_channels", "out_channels", "upsample"):
+            _positive_int(o, name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The SDF and flow MLP decoders (run once per grid vertex).
+
+    Attributes:
+        hidden: hidden width of both MLPs (96).
+        flow_hidden_layers: hidden layers of the flow MLP (2; the SDF MLP has 1).
+        flow_init_std: std of the flow MLP's last-layer initial weights (1e-2; bias 0).
+        sdf_bias_init: initial bias of the SDF MLP's last layer, metres (positive = start empty).
+    """
+
+    hidden: int = 96
+    flow_hidden_layers: int = 2
+    flow_init_std: float = 1e-2
+    sdf_bias_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive_int("HeadConfig", "hidden", self.hidden)
+        _positive_int("HeadConfig", "flow_hidden_layers", self.flow_hidden_layers)
+        _non_negative("HeadConfig", "flow_init_std", self.flow_init_std)
+        if not math.isfinite(self.sdf_bias_init):
+            raise ValueError(f"HeadConfig.sdf_bias_init must be finite, got {self.sdf_bias_init}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines an :class:`OccFlowModel`.
+
+    The output field grid is the encoder's box with ``encoder.out_cells * refine.upsample``
+    cells (see :attr:`grid`); its vertex grid is one larger per axis.
+
+    Attributes:
+        encoder: the TPV encoder (``tpv_encoder.TPVEncoderConfig``).
+        fusion: the temporal fusion (``temporal_fusion.TemporalFusionConfig``); its channels and
+            box must equal the encoder's.
+        refine: the 3D refine module.
+        heads: the SDF and flow decoders.
+        deviation_init: initial NeuS deviation ``v``; ``inv_s = exp(10 v)`` (0.1 released).
+    """
+
+    encoder: TPVEncoderConfig
+    fusion: TemporalFusionConfig
+    refine: RefineConfig = RefineConfig()
+    heads: HeadConfig = HeadConfig()
+    deviation_init: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoder, TPVEncoderConfig):
+            raise TypeError(f"ModelConfig.encoder must be a TPVEncoderConfig, got "
+                            f"{type(self.encoder).__name__}")
+        if not isinstance(self.fusion, TemporalFusionConfig):
+            raise TypeError(f"ModelConfig.fusion must be a TemporalFusionConfig, got "
+                            f"{type(self.fusion).__name__}")
+        if self.fusion.channels != self.encoder.embed_dim:
+            raise ValueError(f"ModelConfig.fusion.channels ({self.fusion.channels}) must equal "
+                             f"encoder.embed_dim ({self.encoder.embed_dim})")
+        if tuple(self.fusion.lower) != tuple(self.encoder.lower) or \
+                tuple(self.fusion.upper) != tuple(self.encoder.upper):
+            raise ValueError(f"ModelConfig.fusion box {self.fusion.lower}..{self.fusion.upper} must equal "
+                             f"the encoder box {self.encoder.lower}..{self.encoder.upper}")
+        if not math.isfinite(self.deviation_init):
+            raise ValueError(f"ModelConfig.deviation_init must be finite, got {self.deviation_init}")
+
+    @property
+    def grid(self) -> GridSpec:
+        """The output field's grid (cells; SDF and flow live on its vertices)."""
+        cells = tuple(n * self.refine.upsample for n in self.encoder.out_cells)
+        return GridSpec(self.encoder.lower, self.encoder.upper, cells)
+
+
+def _model_presets() -> dict[str, ModelConfig]:
+    enc_nus = TPV_PRESETS["nuscenes"]
+    nuscenes = ModelConfig(encoder=enc_nus, fusion=replace(FUSION_PRESETS["letoccflow_nuscenes"],
+                                                           lower=enc_nus.lower, upper=enc_nus.upper))
+    enc_kitti = TPV_PRESETS["kitti"]
+    kitti = ModelConfig(encoder=enc_kitti, fusion=replace(FUSION_PRESETS["letoccflow_nuscenes"],
+                                                          lower=enc_kitti.lower, upper=enc_kitti.upper))
+    enc_cpu = replace(TPV_PRESETS["tiny"], lower=(-40.0, -40.0, -1.0), upper=(40.0, 40.0, 5.4),
+                      cells=(40, 40, 4), embed_dim=32, num_heads=2)
+    synthetic_cpu = ModelConfig(
+        encoder=enc_cpu,
+        fusion=TemporalFusionConfig(channels=32, num_history=2, num_heads=2, num_points=4,
+                                    lower=enc_cpu.lower, upper=enc_cpu.upper),
+        refine=RefineConfig(blocks=(1, 1, 1), channels=(32, 32, 64), strides=(1, 2, 2), fpn_channels=32,
+                            out_channels=16, upsample=2),
+        heads=HeadConfig(hidden=32))
+    return {"nuscenes": nuscenes, "kitti": kitti, "synthetic-cpu": synthetic_cpu}
+
+
+#: Named model configurations. ``nuscenes``: the paper / released sizes (ConvNeXt-Base, TPV
+#: 100 x 100 x 10 at 192 channels over [-40, 40]^2 x [-1, 5.4] m, BFAM with 2 history frames,
+#: refine [1, 2, 4] x [192, 384, 768], field 200 x 200 x 20 cells = 201 x 201 x 21 vertices).
+#: ``kitti``: the same on the SemanticKITTI box (TPV 128 x 128 x 16, field 256 x 256 x 32 at
+#: 0.2 m). ``synthetic-cpu``: ConvNeXt-Atto, TPV 40 x 40 x 4 at 32 channels over the nuScenes
+#: box, a small refine module and 80 x 80 x 8 field cells (1 m x 1 m x 0.8 m): trains on 2 CPU
+#: cores. Read-only; derive variants with ``dataclasses.replace``.
+MODEL_PRESETS: Mapping[str, ModelConfig] = MappingProxyType(_model_presets())
