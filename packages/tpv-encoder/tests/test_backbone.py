@@ -42,12 +42,12 @@ def test_checkpoint_errors(tmp_path):
     body = timm.create_model("convnext_atto", pretrained=False, features_only=True, out_indices=(1, 2, 3))
     with pytest.raises(FileNotFoundError, match="not found"):
         load_backbone_checkpoint(body, tmp_path / "missing.pth")
-    other = tmp_path / "femto.pth"
-    torch.save(timm.create_model("convnext_femto", pretrained=False).state_dict(), other)
-    with pytest.raises(ValueError, match="shape mismatches"):
-        load_backbone_checkpoint(body, other)
+    sd = {k.replace("stages_", "stages.").replace("stem_", "stem."): v for k, v in body.state_dict().items()}
+    wrong = tmp_path / "wrong.pth"
+    torch.save(sd | {"stages.1.blocks.0.conv_dw.weight": torch.zeros(3, 1, 7, 7)}, wrong)
+    with pytest.raises(ValueError, match="1 shape mismatches"):
+        load_backbone_checkpoint(body, wrong)
     partial = tmp_path / "partial.pth"
-    sd = timm.create_model("convnext_atto", pretrained=False).state_dict()
     sd.pop("stages.2.downsample.1.weight")
     torch.save(sd, partial)
     with pytest.raises(ValueError, match="1 missing keys"):

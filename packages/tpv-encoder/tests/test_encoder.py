@@ -6,7 +6,7 @@ import torch
 
 from tpv_encoder import PRESETS, TPVEncoder, TPVEncoderConfig, project_to_cameras, tpv_to_volume
 
-H, W = 64, 96
+H, W = 32, 64
 
 
 def _camera(yaw: float, position=(0.0, 0.0, 1.5)) -> torch.Tensor:
