@@ -180,3 +180,15 @@ def test_bad_inputs_raise_clear_errors():
         align_history(vol.long(), eye, LOWER, UPPER)
     with pytest.raises(ValueError, match="ego_to_global must be"):
         relative_poses(eye[0])
+
+
+def test_half_precision_volumes_sample_in_float32():
+    # bfloat16 coordinates would land up to 0.4 cells off on a 100-cell axis.
+    g = torch.Generator().manual_seed(1)
+    vol = torch.randn(1, 1, 2, 100, 4, 2, generator=g).to(torch.bfloat16)
+    lower, upper = (-40.0, -1.6, -1.0), (40.0, 1.6, 0.6)
+    pose = _translation(-0.8 * 37, 0.0, 0.0).expand(1, 1, 4, 4)  # 37 cells of 0.8 m
+    aligned, valid = align_history(vol, pose, lower, upper)
+    assert aligned.dtype == torch.bfloat16
+    torch.testing.assert_close(aligned[0, 0, :, :63], vol[0, 0, :, 37:], atol=1e-2, rtol=1e-2)
+    assert not bool(valid[0, 0, 0, 63:].any()) and bool(valid[0, 0, 0, :63].all())

@@ -179,3 +179,30 @@ def test_presets_are_valid_and_paper_width():
     paper = PRESETS["letoccflow_nuscenes"]
     assert (paper.channels, paper.num_history, paper.num_heads, paper.num_points) == (192, 2, 6, 8)
     assert paper.variant == "slices_bfam" and paper.padding_mode == "border" and not paper.history_grad
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cuda_matches_cpu(variant):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = _model(variant).eval()
+    volumes, poses = _inputs()
+    expected = model(volumes, poses)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 convs differ by ~1e-3
+        out = model.cuda()(volumes.cuda(), poses.cuda())
+    torch.testing.assert_close(out.cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_checkpointing_changes_nothing_but_memory():
+    volumes, poses = _inputs()
+    grads = []
+    for ckpt in (False, True):
+        model = _model("slices_bfam", checkpoint=ckpt, checkpoint_chunk=3)
+        out = model(volumes, poses)
+        out.square().mean().backward()
+        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (o0, g0), (o1, g1) = grads
+    torch.testing.assert_close(o1, o0, atol=1e-6, rtol=1e-6)
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], atol=1e-5, rtol=1e-5, msg=name)

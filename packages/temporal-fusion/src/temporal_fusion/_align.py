@@ -120,7 +120,8 @@ def align_history(volumes: Tensor | Sequence[Tensor], current_from_past: Tensor,
     coordinate ``2 (q - lower) / (upper - lower) - 1`` puts every cell centre exactly on its
     cell: a translation by a whole number of voxels is an exact shift, a 90-degree rotation
     about z of a grid symmetric about the origin is an exact permutation. The sampling grid is
-    computed in float64 and cast to the volume's dtype.
+    computed in float64; sampling runs in float64 for float64 volumes and in float32 otherwise
+    (half-precision volumes are upcast and the result cast back).
 
     Border handling: ``padding_mode="border"`` (what the released code uses) repeats the outer
     cells for points outside the past grid; ``"zeros"`` reads zeros there (and blends towards
@@ -186,7 +187,10 @@ def align_history(volumes: Tensor | Sequence[Tensor], current_from_past: Tensor,
 
     # grid_sample on [N, C, D=X, H=Y, W=Z] takes grid[..., 0] along W (z), [..., 1] along H (y),
     # [..., 2] along D (x).
-    grid = normalised.flip(-1).reshape(B * T, X, Y, Z, 3).to(volumes.dtype)
-    sampled = F.grid_sample(volumes.reshape(B * T, C, X, Y, Z), grid, mode="bilinear",
+    # Half-precision sampling coordinates cannot address a 100-cell axis (bfloat16 resolves 1/128
+    # of the box), so sampling runs in float32 (float64 for float64 volumes).
+    work = torch.float64 if volumes.dtype == torch.float64 else torch.float32
+    grid = normalised.flip(-1).reshape(B * T, X, Y, Z, 3).to(work)
+    sampled = F.grid_sample(volumes.reshape(B * T, C, X, Y, Z).to(work), grid, mode="bilinear",
                             padding_mode=padding_mode, align_corners=False)
-    return sampled.reshape(B, T, C, X, Y, Z), valid.reshape(B, T, 1, X, Y, Z)
+    return sampled.to(volumes.dtype).reshape(B, T, C, X, Y, Z), valid.reshape(B, T, 1, X, Y, Z)

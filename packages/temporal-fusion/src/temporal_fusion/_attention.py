@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from tpv_encoder import ms_deform_attn
 
@@ -182,14 +183,24 @@ class BackwardForwardAttention(nn.Module):
         num_history: k, the largest number of history frames (Q = k + 1 frames in all).
         forward_only: drop the backward pass.
         beta_init: initial beta of every step.
+        checkpoint: run each step in chunks of ``checkpoint_chunk`` maps (along N) and recompute
+            each chunk in the backward pass instead of keeping its intermediates
+            (``torch.utils.checkpoint``); same results, much less memory in training (the
+            pure-PyTorch deformable attention keeps every sampled point), about one more
+            forward pass of time.
+        checkpoint_chunk: maps per checkpointed chunk.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, num_points: int, num_history: int, *,
-                 forward_only: bool = False, beta_init: float = 1.0) -> None:
+                 forward_only: bool = False, beta_init: float = 1.0, checkpoint: bool = False,
+                 checkpoint_chunk: int = 1) -> None:
         super().__init__()
         _positive_int("num_history", num_history)
+        _positive_int("checkpoint_chunk", checkpoint_chunk)
         self.num_history = num_history
         self.forward_only = bool(forward_only)
+        self.checkpoint = bool(checkpoint)
+        self.checkpoint_chunk = checkpoint_chunk
         self.forward_steps = nn.ModuleList(
             TemporalBEVAttention(embed_dim, num_heads, num_points, beta_init) for _ in range(num_history))
         self.backward_steps = nn.ModuleList(
@@ -216,7 +227,14 @@ class BackwardForwardAttention(nn.Module):
         by_age = list(reversed(maps))  # by_age[i] = B_{-i}
         if not self.forward_only:
             for i in range(n - 1):
-                by_age[i + 1] = self.backward_steps[i](by_age[i + 1], by_age[i])
+                by_age[i + 1] = self._run(self.backward_steps[i], by_age[i + 1], by_age[i])
         for i in range(n - 2, -1, -1):
-            by_age[i] = self.forward_steps[i](by_age[i], by_age[i + 1])
+            by_age[i] = self._run(self.forward_steps[i], by_age[i], by_age[i + 1])
         return by_age[0]
+
+    def _run(self, step: nn.Module, query: Tensor, other: Tensor) -> Tensor:
+        if self.checkpoint and torch.is_grad_enabled():
+            n = self.checkpoint_chunk
+            return torch.cat([checkpoint(step, q, o, use_reentrant=False)
+                              for q, o in zip(query.split(n), other.split(n), strict=True)])
+        return step(query, other)

@@ -40,6 +40,10 @@ class TemporalFusionConfig:
             the point came from outside the past grid). Off as released.
         history_grad: let gradients flow into the history volumes. Off as released (the
             released code computes past volumes without gradient; the module detaches them).
+        checkpoint: run each attention step in chunks of ``checkpoint_chunk`` BEV maps and
+            recompute them during the backward pass (activation checkpointing) to save memory
+            in training; results are unchanged.
+        checkpoint_chunk: BEV maps (batch x slices) per checkpointed chunk.
     """
 
     channels: int = 192
@@ -53,9 +57,11 @@ class TemporalFusionConfig:
     padding_mode: Literal["border", "zeros"] = "border"
     zero_invalid: bool = False
     history_grad: bool = False
+    checkpoint: bool = False
+    checkpoint_chunk: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("channels", "num_heads", "num_points"):
+        for name in ("channels", "num_heads", "num_points", "checkpoint_chunk"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"TemporalFusionConfig.{name} must be a positive int, got {v!r}")

@@ -99,7 +99,8 @@ class TemporalFusion(nn.Module):
         else:
             self.bfam = BackwardForwardAttention(c, config.num_heads, config.num_points, k,
                                                  forward_only=config.variant == "bev_forward",
-                                                 beta_init=config.beta_init)
+                                                 beta_init=config.beta_init, checkpoint=config.checkpoint,
+                                                 checkpoint_chunk=config.checkpoint_chunk)
             self.merge = BEVVolumeFusion(c)
 
     def _check_inputs(self, volumes: object, poses: object) -> tuple[Tensor, Tensor | None]:
