@@ -222,3 +222,20 @@ def test_cuda_matches_cpu_reference():
         assert torch.equal(getattr(ref, name), getattr(gpu, name).cpu()), name
     torch.testing.assert_close(ref.entry, gpu.entry.cpu(), rtol=0, atol=1e-5)
     torch.testing.assert_close(ref.exit, gpu.exit.cpu(), rtol=0, atol=1e-5)
+
+
+def test_cpu_launch_split_over_threads_matches_reference():
+    # 2 x 20,000 rays: enough for the CPU launch to be split over torch.get_num_threads() threads.
+    occ, grid, o, d = _random_case(4, torch.float64, rays=20000)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        split = raycast_voxels(occ, grid, o, d, 12.0, backend="warp")
+        torch.set_num_threads(1)
+        single = raycast_voxels(occ, grid, o, d, 12.0, backend="warp")
+    finally:
+        torch.set_num_threads(before)
+    ref = raycast_voxels(occ, grid, o, d, 12.0, backend="torch")
+    for out in (split, single):
+        for name in ("hit", "entered", "index", "entry", "exit"):
+            assert torch.equal(getattr(out, name), getattr(ref, name)), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,6 +13,7 @@ import torch
 from ._grid import GridSpec
 
 _FAR = 1.0e300
+_RAYS_PER_THREAD = 16384   # smallest CPU work share worth a thread
 
 
 @dataclass(frozen=True)
@@ -155,16 +157,32 @@ def _raycast_warp(occupied, grid, origins, directions, max_distance):
     wp_device = wp.device_from_torch(device)
     inputs = [wp.from_torch(occ, dtype=wp.uint8), wp.from_torch(o, dtype=wp.vec3d),
               wp.from_torch(d, dtype=wp.vec3d), wp.vec3d(*grid.lower), wp.vec3d(*grid.upper),
-              wp.vec3d(*_voxel_size(grid)), *grid.cells, rays, max_distance if math.isfinite(max_distance)
-              else _FAR]
+              wp.vec3d(*_voxel_size(grid)), *grid.cells, rays]
+    far = max_distance if math.isfinite(max_distance) else _FAR
     outputs = [wp.from_torch(hit, dtype=wp.uint8), wp.from_torch(entered, dtype=wp.uint8),
                wp.from_torch(entry, dtype=wp.float64), wp.from_torch(exit_, dtype=wp.float64),
                wp.from_torch(index, dtype=wp.int32)]
+
+    def launch(first: int, count: int) -> None:
+        wp.launch(kernels.raycast_first_hit, dim=count, inputs=[*inputs, first, far], outputs=outputs,
+                  device=wp_device)
+
     if device.type == "cuda":
         with wp.ScopedStream(wp.stream_from_torch(device)):
-            wp.launch(kernels.raycast_first_hit, dim=n, inputs=inputs, outputs=outputs, device=wp_device)
+            launch(0, n)
     else:
-        wp.launch(kernels.raycast_first_hit, dim=n, inputs=inputs, outputs=outputs, device=wp_device)
+        # Warp's CPU kernels run on one thread; ray ranges go to torch.get_num_threads() threads (the
+        # launch releases the GIL). Each thread writes a disjoint slice of the outputs.
+        workers = min(torch.get_num_threads(), n // _RAYS_PER_THREAD) if n >= 2 * _RAYS_PER_THREAD else 1
+        if workers <= 1:
+            launch(0, n)
+        else:
+            bounds = [n * i // workers for i in range(workers + 1)]
+            with ThreadPoolExecutor(workers) as pool:
+                spans = zip(bounds[:-1], bounds[1:], strict=True)
+                jobs = [pool.submit(launch, lo, hi - lo) for lo, hi in spans]
+                for job in jobs:
+                    job.result()
     shape = (batch, rays)
     return (hit.view(shape).bool(), entered.view(shape).bool(), entry.view(shape), exit_.view(shape),
             index.view(batch, rays, 3).long())

@@ -65,6 +65,7 @@ def raycast_first_hit(
     ny: int,
     nz: int,
     rays_per_batch: int,
+    first_ray: int,
     max_distance: wp.float64,
     hit: wp.array(dtype=wp.uint8),
     entered: wp.array(dtype=wp.uint8),
@@ -72,7 +73,7 @@ def raycast_first_hit(
     exit_: wp.array(dtype=wp.float64),
     index: wp.array2d(dtype=wp.int32),
 ):
-    tid = wp.tid()
+    tid = wp.tid() + first_ray
     b = tid // rays_per_batch
     o = origins[tid]
     d = directions[tid]
