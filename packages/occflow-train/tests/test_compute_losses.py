@@ -79,3 +79,15 @@ def test_bad_inputs(scene, scene_sample):
         LossConfig(flow=-1.0)
     with pytest.raises(ValueError, match="rays_per_camera"):
         RenderConfig(rays_per_camera=(1, 4))
+
+
+def test_eikonal_and_hessian_prefer_a_distance_field(scene, scene_sample):
+    sdf = scene.sdf_grid(SCENE_GRID)
+    flow = torch.zeros(1, 2, *SCENE_GRID.vertex_shape)
+    cfg = LossConfig(lidar=0.0, sparsity_grid=0.0, sparsity_behind=0.0, depth_smoothness=0.0)
+    out = {}
+    for name, field_sdf in (("true", sdf), ("scaled", 2.5 * sdf), ("wavy", sdf + 0.3 * torch.sin(3 * sdf))):
+        out[name] = compute_losses(SceneField(field_sdf, flow, SCENE_GRID), scene_sample, 1, cfg, RENDER,
+                                   inv_s=50.0, generator=torch.Generator().manual_seed(0))
+    assert out["scaled"]["eikonal"] > 5 * out["true"]["eikonal"]
+    assert out["wavy"]["hessian"] > out["true"]["hessian"]

@@ -81,9 +81,11 @@ class LossConfig:
 
     Attributes:
         reprojection: photometric reprojection (eq. 8), both stages.
-        eikonal: eikonal term at the ray samples and on the grid (eq. 15), both stages.
+        eikonal: eikonal term (eq. 15): the mean at the camera-ray samples plus the mean over all
+            grid vertices, both stages.
         lidar: LiDAR SILog range loss, both stages (used only when the batch has LiDAR).
-        hessian: mean |second differences| of the SDF grid, both stages.
+        hessian: mean |second differences| of the SDF grid in voxel units (metres, not divided
+            by the squared voxel size), both stages.
         depth_smoothness: edge-aware smoothness of rendered inverse depth, both stages.
         sparsity_grid: relu(-sdf) on a randomly shifted lattice, both stages.
         sparsity_behind: relu(-sdf) at samples ``sparsity_margin`` behind the depth, both stages.

@@ -207,6 +207,12 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
     if "sparsity_grid" in need:
         losses["sparsity_grid"] = terms.sparsity_grid(field.sdf, grid, generator=generator,
                                                       stride=render.sparsity_stride)
+    if "eikonal" in need:
+        samples = out.points.reshape(b, -1, 3)
+        losses["eikonal"] = (volrender.eikonal_loss(field.sdf, grid, samples.to(dtype))
+                             + volrender.eikonal_loss(field.sdf, grid))
+    if "hessian" in need:
+        losses["hessian"] = volrender.hessian_loss(field.sdf, grid, in_voxel_units=True)
     if "lidar" in need and cur.lidar is not None and render.lidar_rays > 0:
         pts = cur.lidar.to(device=device, dtype=dtype)
         mask = cur.lidar_mask.to(device) if cur.lidar_mask is not None else None
