@@ -309,3 +309,16 @@ def test_principal_point_outside_the_image(small_nusc):
         ValueError, match=r"inconsistent calibration for .*CAM_BACK.*principal point \(800.0, 450.0\)"
     ):
         ds[0]
+
+
+
+def test_keyframe_poses_cover_the_scene(ds):
+    for index in range(len(ds)):
+        poses, ref = ds.keyframe_poses(index)
+        sample = ds[index]
+        assert ref == sample.meta["keyframe"]
+        assert poses.dtype == np.float64 and poses.shape[1:] == (4, 4) and len(poses) > ref + 1
+        torch.testing.assert_close(torch.from_numpy(poses[ref]), sample.current.ego_to_global)
+        torch.testing.assert_close(torch.from_numpy(poses[ref + 1]), sample.next.ego_to_global)
+        for j, frame in enumerate(reversed(sample.history), start=1):
+            torch.testing.assert_close(torch.from_numpy(poses[ref - j]), frame.ego_to_global)

@@ -311,6 +311,20 @@ class SequenceDataset(Dataset):
             return None
         return scene.frames[scene.keyframes[s.keyframe + 1]]
 
+    def keyframe_poses(self, index: int) -> tuple[np.ndarray, int]:
+        """Ego poses of every keyframe of sample ``index``'s scene and the position of its own.
+
+        Used by RayIoU, whose ray origins are the scene's keyframe positions around the sample.
+
+        Returns:
+            ``(poses [K, 4, 4] float64 ego-to-global in time order, ref)`` with ``poses[ref]`` the
+            pose of the sample's current keyframe.
+        """
+        s = self._sample(index)
+        scene = self._scenes[s.scene]
+        poses = np.stack([scene.frames[k].ego_to_global for k in scene.keyframes]).astype(np.float64)
+        return poses, s.keyframe
+
     def frames_between(self, index: int) -> list[FrameInfo]:
         """All camera frames from the current keyframe to the next one, both included, in time
         order (on nuScenes the sweeps between them: for tracking-style flow cues)."""
