@@ -5,7 +5,7 @@ with NVIDIA Warp kernels and PyTorch autograd.
 from ._grid import LETOCCFLOW_NUSCENES, OCC3D_NUSCENES, SEMANTIC_KITTI, GridSpec
 from ._raycast import VoxelHits, raycast_voxels
 from ._regularisers import eikonal_loss, hessian_loss, sdf_gradient
-from ._render import RenderResult, render_rays
+from ._render import RenderResult, ReprojectionResult, render_rays, render_reprojection
 
 __version__ = "0.1.0"
 
@@ -15,11 +15,13 @@ __all__ = [
     "SEMANTIC_KITTI",
     "GridSpec",
     "RenderResult",
+    "ReprojectionResult",
     "VoxelHits",
     "__version__",
     "eikonal_loss",
     "hessian_loss",
     "raycast_voxels",
     "render_rays",
+    "render_reprojection",
     "sdf_gradient",
 ]

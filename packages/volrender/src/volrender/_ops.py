@@ -146,3 +146,97 @@ class RenderRaysFn(torch.autograd.Function):
         d_inv_s = grad_inv_s.sum().reshape(()) if ctx.needs_input_grad[2] else None
         return (d_sdf if ctx.needs_input_grad[0] else None, d_feat, d_inv_s,
                 None, None, None, None, None, None, None, None, None)
+
+
+class ReprojectFn(torch.autograd.Function):
+    """Fused NeuS reprojection into K target images: forward and hand-written backward Warp kernels."""
+
+    @staticmethod
+    def forward(ctx, sdf, flow, images, inv_s, grid, origins, dirs, t0, t1, edges, n_samples, thr, source,
+                intrinsics, target_from_grid, flow_scale):
+        from ._kernels.reproject import build
+
+        b, r = t0.shape
+        n = b * r
+        k, ch, h, w = images.shape[1:]
+        c_flow = 0 if flow is None else flow.shape[1]
+        opts = dict(dtype=sdf.dtype, device=sdf.device)
+        opacity = torch.zeros((b, r), **opts)
+        col = torch.zeros((b, r, k, ch), **opts)
+        err = torch.zeros((b, r, k), **opts)
+        cov = torch.zeros((b, r, k), **opts)
+        lower, voxel = _geometry(grid, sdf)
+        inv_s = inv_s.detach().reshape(1).contiguous()
+        fwd, _ = build(_wp.scalar_type(sdf.dtype))
+        nx, ny, nz = grid.vertex_shape
+        a = [_wp.arr(x, sdf) for x in (sdf, flow, lower, voxel, origins, dirs, t0, t1, edges, inv_s, images,
+                                          intrinsics, target_from_grid, flow_scale, source, opacity, col, err,
+                                          cov)]
+
+        def args_of(_chunk, offset):
+            return [a[0], a[1], c_flow, nx, ny, nz, a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+                    int(edges is not None), r, n_samples, a[9], thr, offset, a[10], k, ch, h, w, a[11], a[12],
+                    a[13], a[14], a[15], a[16], a[17], a[18]]
+
+        _launch(fwd, n, args_of, sdf)
+        ctx.grid, ctx.n_samples, ctx.thr = grid, n_samples, thr
+        ctx.has_flow = flow is not None
+        ctx.stratified = edges is not None
+        ctx.save_for_backward(sdf, flow, images, inv_s, origins, dirs, t0, t1, edges, source, intrinsics,
+                              target_from_grid, flow_scale, opacity, col, err, cov)
+        return opacity, col, err, cov
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_opacity, g_col, g_err, g_cov):
+        from ._kernels.reproject import build
+
+        (sdf, flow, images, inv_s, origins, dirs, t0, t1, edges, source, intrinsics, target_from_grid,
+         flow_scale, opacity, col, err, cov) = ctx.saved_tensors
+        grid = ctx.grid
+        b, r = t0.shape
+        n = b * r
+        k, ch, h, w = images.shape[1:]
+        c_flow = 0 if flow is None else flow.shape[1]
+        g_opacity = _clone(g_opacity, opacity.shape, sdf)
+        g_col = _clone(g_col, col.shape, sdf)
+        g_err = _clone(g_err, err.shape, sdf)
+        g_cov = _clone(g_cov, cov.shape, sdf)
+        total = (g_opacity * opacity + (g_col * col).sum((-1, -2)) + (g_err * err).sum(-1)
+                 + (g_cov * cov).sum(-1)).contiguous()
+        want_flow = ctx.has_flow and ctx.needs_input_grad[1]
+        want_images = ctx.needs_input_grad[2]
+        chunks = 1 if sdf.is_cuda else _chunks_for(n)
+        grad_sdf = [torch.zeros_like(sdf) for _ in range(chunks)]
+        grad_flow = [torch.zeros_like(flow) if want_flow else None for _ in range(chunks)]
+        grad_images = [torch.zeros_like(images) if want_images else None for _ in range(chunks)]
+        grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
+        lower, voxel = _geometry(grid, sdf)
+        _, bwd = build(_wp.scalar_type(sdf.dtype))
+        nx, ny, nz = grid.vertex_shape
+        a = [_wp.arr(x, sdf) for x in (sdf, flow, lower, voxel, origins, dirs, t0, t1, edges, inv_s, images,
+                                          intrinsics, target_from_grid, flow_scale, source, g_opacity, g_col,
+                                          g_err, g_cov, total, grad_inv_s)]
+        w_sdf = [_wp.arr(x, sdf) for x in grad_sdf]
+        w_flow = [_wp.arr(x, sdf) for x in grad_flow]
+        w_img = [_wp.arr(x, sdf) for x in grad_images]
+
+        def args_of(chunk, offset):
+            return [a[0], a[1], c_flow, nx, ny, nz, a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+                    int(ctx.stratified), r, ctx.n_samples, a[9], ctx.thr, offset, a[10], k, ch, h, w, a[11],
+                    a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], int(want_flow), int(want_images),
+                    w_sdf[chunk], w_flow[chunk], w_img[chunk], a[20]]
+
+        _launch(bwd, n, args_of, sdf)
+
+        def total_of(bufs):
+            out = bufs[0]
+            for extra in bufs[1:]:
+                out += extra
+            return out
+
+        d_sdf = total_of(grad_sdf) if ctx.needs_input_grad[0] else None
+        d_flow = total_of(grad_flow) if want_flow else None
+        d_images = total_of(grad_images) if want_images else None
+        d_inv_s = grad_inv_s.sum().reshape(()) if ctx.needs_input_grad[3] else None
+        return (d_sdf, d_flow, d_images, d_inv_s) + (None,) * 12

@@ -171,6 +171,7 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
         "depth": (w * mids).sum(-1),
         "opacity": w.sum(-1),
         "t": mids * hit[..., None],
+        "mids": mids,
         "hit": hit,
         "features": None,
     }
@@ -178,3 +179,48 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
         f = trilinear(features, mid_pts.reshape(b, r * s, 3), grid).reshape(b, r, s, -1)
         out["features"] = (w[..., None] * f).sum(-2)
     return out
+
+
+def render_reprojection(sdf: torch.Tensor, flow: torch.Tensor | None, grid: GridSpec, origins: torch.Tensor,
+                        directions: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor, n_samples: int,
+                        inv_s: torch.Tensor, edges: torch.Tensor | None, threshold: float,
+                        source: torch.Tensor, images: torch.Tensor, intrinsics: torch.Tensor,
+                        target_from_grid: torch.Tensor, flow_scale: torch.Tensor,
+                        zmin: float = 1e-3) -> dict[str, torch.Tensor]:
+    """Reference of the fused reprojection: weighted sums over samples (see ``_kernels/reproject.py``).
+
+    Returns ``opacity [B, R]``, ``col [B, R, K, CH]``, ``err [B, R, K]``, ``cov [B, R, K]``.
+    Memory is O(B R K S): this is the slow twin the kernels are tested against.
+    """
+    out = render_rays(sdf, None, grid, origins, directions, t0, t1, n_samples, inv_s, edges, threshold, None)
+    w = out["weights"]                                                            # [B, R, S]
+    b, r, s = w.shape
+    k, ch, h, wd = images.shape[1:]
+    pts = origins.detach()[:, :, None, :] + out["mids"][..., None] * directions.detach()[:, :, None, :]
+    if flow is not None:
+        f = trilinear(flow, pts.reshape(b, r * s, 3), grid).reshape(b, r, s, -1)
+        if f.shape[-1] == 2:
+            f = torch.cat([f, torch.zeros_like(f[..., :1])], dim=-1)
+        q = pts[:, :, None] + flow_scale[:, None, :, None, None] * f[:, :, None]    # [B, R, K, S, 3]
+    else:
+        q = pts[:, :, None].expand(b, r, k, s, 3)
+    rot = target_from_grid[..., :3, :3]
+    cam = torch.einsum("bkij,brksj->brksi", rot, q) + target_from_grid[:, None, :, None, :3, 3]
+    hh = torch.einsum("bkij,brksj->brksi", intrinsics, cam)
+    z = hh[..., 2]
+    front = z > zmin
+    zs = torch.where(front, z, torch.ones_like(z))
+    u = hh[..., 0] / zs
+    v = hh[..., 1] / zs
+    inside = front & (u >= 0) & (u <= wd - 1) & (v >= 0) & (v <= h - 1)
+    u = torch.where(inside, u, torch.zeros_like(u))
+    v = torch.where(inside, v, torch.zeros_like(v))
+    g = torch.stack([2.0 * u / (wd - 1) - 1.0, 2.0 * v / (h - 1) - 1.0], dim=-1)    # [B, R, K, S, 2]
+    g = g.permute(0, 2, 1, 3, 4).reshape(b * k, r * s, 1, 2)
+    c = F.grid_sample(images.reshape(b * k, ch, h, wd), g, mode="bilinear", padding_mode="zeros",
+                      align_corners=True)                                          # [B K, CH, R S, 1]
+    c = c.reshape(b, k, ch, r, s).permute(0, 3, 1, 4, 2)                           # [B, R, K, S, CH]
+    e = (c - source.detach()[:, :, None, None, :]).abs().mean(-1)                  # [B, R, K, S]
+    wm = w[:, :, None, :] * inside
+    return {"opacity": out["opacity"], "col": (wm[..., None] * c).sum(-2), "err": (wm * e).sum(-1),
+            "cov": wm.sum(-1)}
