@@ -79,6 +79,16 @@ def run_one(name: str, device: str, repeats: int, backward: bool, threads: int, 
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     out["fwd_ms"] = 1e3 * statistics.median(step(False) for _ in range(repeats))
+
+    def backbone_only() -> float:
+        sync()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            enc.image_features(images)
+        sync()
+        return time.perf_counter() - t0
+
+    out["backbone_fwd_ms"] = 1e3 * statistics.median(backbone_only() for _ in range(repeats))
     if device.startswith("cuda"):
         out["fwd_peak_GiB"] = (torch.cuda.max_memory_allocated() - base) / 2**30
     if backward:
@@ -123,8 +133,8 @@ def main() -> None:
             print(f"{name}: failed\n{res.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    keys = ["preset", "device", "cameras", "image", "tpv", "params_M", "backbone_M", "fwd_ms", "fwd_bwd_ms",
-            "fwd_peak_GiB", "train_peak_GiB", "peak_rss_GiB"]
+    keys = ["preset", "device", "cameras", "image", "tpv", "params_M", "backbone_M", "fwd_ms",
+            "backbone_fwd_ms", "fwd_bwd_ms", "fwd_peak_GiB", "train_peak_GiB", "peak_rss_GiB"]
     keys = [k for k in keys if any(k in r for r in rows)]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

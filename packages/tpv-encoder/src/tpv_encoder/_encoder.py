@@ -135,7 +135,7 @@ class _TPVLayer(nn.Module):
             ref_l = ref[:, :, None].expand(-1, -1, L, A, 2)
             y = attn(gathered, value, ref_l, spatial_shapes, point_mask=mask)  # [B*N, M, C]
             acc = y.new_zeros(B * Q, C).index_add_(0, rows[valid], y[valid])
-            outs.append(acc.reshape(B, Q, C) / count[..., None])
+            outs.append(acc.reshape(B, Q, C) / count[..., None].to(acc.dtype))
         query = self.norms[1](query + self.drop(torch.cat(outs, 1)))
         # 3. feed-forward network.
         return self.norms[2](query + self.drop(self.ffn(query)))
