@@ -209,3 +209,26 @@ def test_grad_checkpoint_gives_the_same_gradients():
                                        next(enc.backbone.body.parameters()))])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_image_reference_points_land_on_the_projected_pixel(encoder):
+    """HW query (i, j) of a camera looking along +x: its z anchors project by the pinhole formula."""
+    f = 40.0
+    K = torch.tensor([[f, 0.0, 30.0], [0.0, f, 15.0], [0.0, 0.0, 1.0]])[None, None]
+    T = _camera(0.0, position=(0.0, 0.0, 1.5))[None, None]
+    rows, ref, mask, valid, count = encoder._routes(K, T, (H, W))[0]  # HW plane
+    i, j = 15, 9  # x = -40 + 15.5 * 4 = 22 m ahead, y = -40 + 9.5 * 4 = -2 m (right)
+    x, y = -40.0 + (i + 0.5) * 4.0, -40.0 + (j + 0.5) * 4.0
+    q = i * 20 + j
+    slot = (rows[0] == q).nonzero()
+    assert slot.numel() == 1 and valid[0, slot[0, 0]]
+    A = ref.shape[2]
+    for a in range(A):
+        z = -1.0 + (a + 0.5) / A * 6.4
+        u, v = 30.0 + f * (-y) / x, 15.0 + f * (1.5 - z) / x
+        expected = torch.tensor([(u + 0.5) / W, (v + 0.5) / H])
+        torch.testing.assert_close(ref[0, slot[0, 0], a], expected)
+        assert bool(mask[0, slot[0, 0], a])
+    assert count[0, q] == 1
+    # A query behind the camera (x < 0) is not routed to it.
+    assert not (rows[0][valid[0]] == 4 * 20 + j).any()
