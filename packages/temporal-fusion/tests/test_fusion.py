@@ -206,3 +206,20 @@ def test_checkpointing_changes_nothing_but_memory():
     torch.testing.assert_close(o1, o0, atol=1e-6, rtol=1e-6)
     for name in g0:
         torch.testing.assert_close(g1[name], g0[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_float64_gradcheck_through_alignment_attention_and_merge():
+    cfg = TemporalFusionConfig(channels=2, num_history=1, num_heads=1, num_points=2, history_grad=True,
+                               lower=(-1.5, -1.5, -0.5), upper=(1.5, 1.5, 0.5))
+    torch.manual_seed(0)
+    model = TemporalFusion(cfg).double()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "sampling_offsets" in name or "attention_weights.weight" in name:
+                p.add_(torch.randn_like(p) * 0.3)  # generic, off-grid sampling points
+    g = torch.Generator().manual_seed(1)
+    volumes = torch.randn(1, 2, 2, 3, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    pose = torch.eye(4, dtype=torch.float64)[None, None].clone()
+    pose[0, 0, :2, 3] = torch.tensor([0.37, -0.21], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: model(v, pose), (volumes,), atol=1e-6)
