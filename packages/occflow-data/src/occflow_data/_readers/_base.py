@@ -226,6 +226,12 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def resample_image(plan: ResizeCrop, image: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 (or float) image to ``[3, h, w]`` float32 in [0, 1] with ``plan``
+    (see :func:`_resample_image`)."""
+    return torch.from_numpy(_resample_image(plan, image))
+
+
+def _resample_image(plan: ResizeCrop, image: np.ndarray) -> np.ndarray:
     """``[H, W, 3]`` uint8 (or float) image to ``[3, h, w]`` float32 in [0, 1] with ``plan``.
 
     OpenCV's INTER_AREA (downscaling) and INTER_LINEAR (upscaling) use the same half-pixel
@@ -241,11 +247,13 @@ def resample_image(plan: ResizeCrop, image: np.ndarray) -> torch.Tensor:
             interpolation=cv2.INTER_AREA if down else cv2.INTER_LINEAR,
         )
     h, w = plan.size
-    crop = np.ascontiguousarray(image[plan.top : plan.top + h, plan.left : plan.left + w])
-    out = torch.from_numpy(crop).permute(2, 0, 1)
-    if out.dtype == torch.uint8:
-        return out.float().div_(255.0)
-    return out.float().clamp_(0.0, 1.0)
+    # numpy (single-threaded) for the per-pixel work: small images are faster without torch's pool
+    crop = image[plan.top : plan.top + h, plan.left : plan.left + w].transpose(2, 0, 1)
+    if crop.dtype == np.uint8:
+        out = crop.astype(np.float32) * np.float32(1.0 / 255.0)
+    else:
+        out = np.clip(crop.astype(np.float32), 0.0, 1.0)
+    return np.ascontiguousarray(out)
 
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -421,12 +429,12 @@ class SequenceDataset(Dataset):
                     f"lies outside the {w}x{h} image; expected intrinsics of this camera's original images"
                 )
             plan = cfg.input_plan(h, w)
-            images.append(resample_image(plan, raw))
+            images.append(_resample_image(plan, raw))
             ks.append(plan.intrinsics(torch.from_numpy(k)))
             if loss:
                 lplan = cfg.loss_plan(h, w)
                 loss_plans.append(lplan)
-                loss_images.append(resample_image(lplan, raw))
+                loss_images.append(_resample_image(lplan, raw))
                 loss_ks.append(lplan.intrinsics(torch.from_numpy(k)))
         sizes = {tuple(im.shape) for im in images}
         if len(sizes) != 1:
@@ -443,16 +451,16 @@ class SequenceDataset(Dataset):
             if self.config.lidar_depth and "lidar_depth" not in frame_cues and info.lidar_path is not None:
                 pts = points if points is not None else self.lidar_points(info)
                 frame_cues["lidar_depth"] = lidar_depth_maps(
-                    pts, loss_k, torch.from_numpy(info.cam_to_ego).float(), loss_images[0].shape[-2:]
+                    pts, loss_k, torch.from_numpy(info.cam_to_ego).float(), tuple(loss_images[0].shape[-2:])
                 )
         return Frame(
-            images=torch.stack(images),
+            images=torch.from_numpy(np.stack(images)),
             intrinsics=torch.stack(ks).float(),
             cam_to_ego=torch.from_numpy(info.cam_to_ego).float(),
             ego_to_global=torch.from_numpy(np.ascontiguousarray(info.ego_to_global, dtype=np.float64)),
             timestamp=float(info.timestamp),
             lidar=points,
-            loss_images=torch.stack(loss_images) if loss else None,
+            loss_images=torch.from_numpy(np.stack(loss_images)) if loss else None,
             loss_intrinsics=loss_k,
             cues=frame_cues,
         )
