@@ -16,6 +16,7 @@ from ._gt import (
     voxelize,
 )
 from ._io import MARKER
+from ._kitti import KittiConfig, write_kitti_odometry, write_kitti_tracking
 from ._nuscenes import MINI_SCENES, NuScenesConfig, write_nuscenes
 from ._paths import Path, SpeedProfile, Trajectory
 from ._render import CameraFrame, LidarSweep, Renderer
@@ -32,6 +33,7 @@ __all__ = [
     "Ground",
     "Lidar",
     "LidarSweep",
+    "KittiConfig",
     "NuScenesConfig",
     "Occupancy",
     "Path",
@@ -52,5 +54,7 @@ __all__ = [
     "nuscenes_rig",
     "pixel_masks",
     "voxelize",
+    "write_kitti_odometry",
+    "write_kitti_tracking",
     "write_nuscenes",
 ]

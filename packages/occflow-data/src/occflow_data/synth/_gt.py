@@ -11,7 +11,7 @@ from volrender import GridSpec
 
 from . import _classes as C
 from ._geometry import invert_pose
-from ._render import CameraFrame
+from ._render import CameraFrame, init_warp
 from ._rigs import Camera, Lidar
 from ._world import World
 
@@ -115,8 +115,10 @@ def voxelize(world: World, t: float, frame_to_map: np.ndarray, grid: GridSpec, s
     """Voxelise the world at time ``t`` into ``grid`` placed at ``frame_to_map`` (a pose with yaw only).
 
     Each voxel is split into ``sub``^3 sample points; a point is solid if it lies under the ground
-    surface or inside a box (exact tests, static boxes and agents moved to time ``t``). A voxel is
-    occupied if any of its points is solid and takes the most frequent solid content.
+    surface or inside a box (exact tests, static boxes and agents moved to time ``t``). A voxel
+    takes the most frequent solid content of its points; a voxel none of whose points is solid but
+    which overlaps a box (exact separating-axis test: thin poles, signs, wheels) takes that box's
+    content. Ground is resolved by the sample points only.
     """
     if not isinstance(grid, GridSpec):
         raise TypeError(f"grid must be a volrender.GridSpec, got {type(grid).__name__}")
@@ -155,6 +157,10 @@ def voxelize(world: World, t: float, frame_to_map: np.ndarray, grid: GridSpec, s
             groups.append((cen, p.half, p.yaw + yaw[k], np.full(len(p), 100 + k, np.int16)))
     reach = np.linalg.norm(np.array(grid.upper) - lower) + 1.0
     centre_f = (lower + np.array(grid.upper)) / 2
+    touch = np.full((nx, ny, nz), -1, np.int16)  # exact box-voxel overlap, for parts thinner than a sample
+    vc = [lower[i] + (np.arange(grid.cells[i]) + 0.5) * vs[i] for i in range(3)]
+    hv = vs / 2 - 1e-6
+    cells = np.array(grid.cells)
     for cen_m, half, yaw_m, codes in groups:
         cen = cen_m @ inv[:3, :3].T + inv[:3, 3]
         near = np.linalg.norm(cen[:, :2] - centre_f[:2], axis=1) < reach / 2 + np.linalg.norm(
@@ -180,18 +186,39 @@ def voxelize(world: World, t: float, frame_to_map: np.ndarray, grid: GridSpec, s
             inside = inside2[:, :, None] & (np.abs(pz) <= hz)[None, None, :]
             view = code[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
             view[inside] = codes[b]
-    # Vote per voxel.
-    s3 = sub**3
-    blocks = code.reshape(nx, sub, ny, sub, nz, sub).transpose(0, 2, 4, 1, 3, 5).reshape(-1, s3)
-    mx_, mn_ = blocks.max(1), blocks.min(1)
-    out = mx_.copy()
-    mixed = np.flatnonzero(mx_ != mn_)
+            # Voxels the box overlaps (separating axes: x, y, the box's two axes, and z).
+            vlo = np.maximum(np.floor((cen[b] - ext - lower) / vs).astype(int), 0)
+            vhi = np.minimum(np.floor((cen[b] + ext - lower) / vs).astype(int) + 1, cells)
+            if np.any(vhi <= vlo):
+                continue
+            qx = vc[0][vlo[0] : vhi[0]] - cen[b, 0]
+            qy = vc[1][vlo[1] : vhi[1]] - cen[b, 1]
+            qz = vc[2][vlo[2] : vhi[2]] - cen[b, 2]
+            u = c * qx[:, None] + s * qy[None, :]
+            v = -s * qx[:, None] + c * qy[None, :]
+            reach_uv = hv[0] * abs(c) + hv[1] * abs(s), hv[0] * abs(s) + hv[1] * abs(c)
+            over2 = (
+                (np.abs(qx) < ext[0] + hv[0])[:, None]
+                & (np.abs(qy) < ext[1] + hv[1])[None, :]
+                & (np.abs(u) < hx + reach_uv[0])
+                & (np.abs(v) < hy + reach_uv[1])
+            )
+            over = over2[:, :, None] & (np.abs(qz) < hz + hv[2])[None, None, :]
+            tview = touch[vlo[0] : vhi[0], vlo[1] : vhi[1], vlo[2] : vhi[2]]
+            tview[over] = codes[b]
+    # Vote per voxel: the most frequent solid content of its sub-samples.
+    views = [code[i::sub, j::sub, k::sub] for i in range(sub) for j in range(sub) for k in range(sub)]
+    mx_, mn_ = np.maximum.reduce(views), np.minimum.reduce(views)
+    out = mx_.reshape(-1).copy()
+    mixed = np.flatnonzero(mx_.reshape(-1) != mn_.reshape(-1))
     if len(mixed):
-        rows = blocks[mixed]
-        counts = np.stack([(rows == rows[:, j : j + 1]).sum(1) for j in range(s3)], 1)
+        rows = np.stack([v.reshape(-1)[mixed] for v in views], 1)
+        counts = np.stack([(rows == rows[:, j : j + 1]).sum(1) for j in range(len(views))], 1)
         counts[rows < 0] = -1
         out[mixed] = rows[np.arange(len(mixed)), counts.argmax(1)]
-    return Occupancy(out.reshape(nx, ny, nz), grid)
+    out = out.reshape(nx, ny, nz)
+    out = np.where(out >= 0, out, touch)
+    return Occupancy(out, grid)
 
 
 def _centres(grid: GridSpec) -> np.ndarray:
@@ -205,64 +232,84 @@ def _centres(grid: GridSpec) -> np.ndarray:
 
 
 def camera_visibility(
-    frame: CameraFrame, cameras, grid: GridSpec, ego_to_map: np.ndarray, tolerance: float | None = None
+    frame: CameraFrame,
+    cameras,
+    grid: GridSpec,
+    ego_to_map: np.ndarray | None = None,
+    tolerance: float | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """Voxels [X, Y, Z] bool seen by any camera: the centre projects into the image and is not behind
-    the rendered surface by more than ``tolerance`` (default: half a voxel diagonal)."""
-    tol = 0.5 * float(np.linalg.norm(grid.voxel_size)) if tolerance is None else tolerance
-    p = _centres(grid).reshape(-1, 3)
-    seen = np.zeros(len(p), bool)
-    _, h, w = frame.depth.shape
-    for c, cam in enumerate(cameras):
-        e2c = invert_pose(cam.cam_to_ego)
-        pc = p @ e2c[:3, :3].T + e2c[:3, 3]
-        z = pc[:, 2]
-        ok = z > 0.05
-        zs = np.where(ok, z, 1.0)
-        u = np.round(cam.intrinsics[0, 0] * pc[:, 0] / zs + cam.intrinsics[0, 2]).astype(np.int64)
-        v = np.round(cam.intrinsics[1, 1] * pc[:, 1] / zs + cam.intrinsics[1, 2]).astype(np.int64)
-        ok &= (u >= 0) & (v >= 0) & (u < w) & (v < h)
-        d = frame.depth[c][np.clip(v, 0, h - 1), np.clip(u, 0, w - 1)]
-        d = np.where(d > 0, d, np.inf)
-        seen |= ok & (z <= d + tol)
-    return seen.reshape(grid.cells)
+    """Voxels [X, Y, Z] bool (grid in the ego frame) seen by any camera of ``frame``.
+
+    A voxel is seen if its centre projects into an image and is not behind the rendered surface at
+    that pixel by more than ``tolerance`` (default: half a voxel diagonal); sky pixels see everything.
+    ``ego_to_map`` is unused (kept for symmetry with the other ground-truth functions).
+    """
+    wp = init_warp()
+    tol = 0.5 * float(np.linalg.norm(grid.voxel_size)) if tolerance is None else float(tolerance)
+    n, h, w = frame.depth.shape
+    e2c = np.stack([invert_pose(c.cam_to_ego) for c in cameras]).astype(np.float32)
+    intr = np.array(
+        [[c.intrinsics[0, 0], c.intrinsics[1, 1], c.intrinsics[0, 2], c.intrinsics[1, 2]] for c in cameras],
+        np.float32,
+    )
+    centres = _centres(grid).reshape(-1, 3).astype(np.float32)
+    out = wp.zeros(len(centres), dtype=wp.uint8, device=device)
+    wp.launch(
+        _kgt().camera_visibility,
+        dim=len(centres),
+        device=device,
+        inputs=[
+            wp.array(centres, dtype=wp.vec3, device=device),
+            wp.array(e2c, dtype=wp.mat44, device=device),
+            wp.array(intr, dtype=wp.vec4, device=device),
+            wp.array(frame.depth.reshape(-1).astype(np.float32), dtype=float, device=device),
+            len(cameras),
+            w,
+            h,
+            tol,
+        ],
+        outputs=[out],
+    )
+    return out.numpy().astype(bool).reshape(grid.cells)
 
 
 def lidar_visibility(
-    sweeps, lidar: Lidar, grid: GridSpec, frame_to_sensors, tolerance: float | None = None
+    sweeps,
+    lidar: Lidar,
+    grid: GridSpec,
+    frame_to_sensors,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """Voxels [X, Y, Z] bool seen by any of the LiDAR sweeps.
+    """Voxels [X, Y, Z] bool observed by the LiDAR ``sweeps`` (Occ3D's LiDAR mask).
 
-    A voxel is seen by a sweep if its centre lies within the vertical field of view and not farther
-    than the range measured by the nearest beam and azimuth bin (+ ``tolerance``; rays without a hit
-    see up to the maximum range).
+    Every ray is traversed through the grid from the sensor up to and including the voxel that
+    holds its hit (rays without a hit: up to the maximum range); every voxel it crosses is observed.
 
     Args:
-        sweeps: LidarSweep objects.
+        sweeps: LidarSweep objects (their ``range_image``).
+        lidar: the sensor that made them.
+        grid: the voxel grid.
         frame_to_sensors: for each sweep, the [4, 4] transform from the grid's frame to its sensor.
     """
-    tol = 0.5 * float(np.linalg.norm(grid.voxel_size)) if tolerance is None else tolerance
-    p = _centres(grid).reshape(-1, 3)
-    seen = np.zeros(len(p), bool)
-    el = np.asarray(lidar.elevations)
-    order = np.argsort(el)
-    el_sorted = el[order]
-    spacing = float(np.median(np.diff(el_sorted))) if len(el) > 1 else 0.01
-    a_bins = lidar.azimuth_bins
+    wp = init_warp()
+    out = wp.zeros(int(np.prod(grid.cells)), dtype=wp.uint8, device=device)
+    dirs_s = lidar.directions().reshape(-1, 3)
     for sweep, f2s in zip(sweeps, frame_to_sensors, strict=True):
-        q = p @ f2s[:3, :3].T + f2s[:3, 3]
-        r = np.linalg.norm(q, axis=1)
-        elev = np.arcsin(np.clip(q[:, 2] / np.maximum(r, 1e-6), -1, 1))
-        az = np.mod(np.arctan2(q[:, 1], q[:, 0]), 2 * np.pi)
-        fov = (elev >= el_sorted[0] - spacing / 2) & (elev <= el_sorted[-1] + spacing / 2)
-        k = np.clip(np.searchsorted(el_sorted, elev), 1, len(el_sorted) - 1)
-        k = np.where(np.abs(elev - el_sorted[k - 1]) < np.abs(elev - el_sorted[k]), k - 1, k)
-        beam = order[k]
-        abin = np.round(az / (2 * np.pi / a_bins)).astype(np.int64) % a_bins
-        rng_ = sweep.range_image[beam, abin]
-        rng_ = np.where(rng_ > 0, rng_, lidar.max_range)
-        seen |= fov & (r <= rng_ + tol) & (r <= lidar.max_range)
-    return seen.reshape(grid.cells)
+        s2f = invert_pose(np.asarray(f2s, np.float64))
+        dirs = (dirs_s @ s2f[:3, :3].T).astype(np.float32)
+        wp.launch(_kgt().lidar_traverse, dim=len(dirs), device=device, inputs=[
+            wp.vec3(*s2f[:3, 3].astype(np.float32)), wp.array(dirs, dtype=wp.vec3, device=device),
+            wp.array(sweep.range_image.reshape(-1).astype(np.float32), dtype=float, device=device),
+            wp.vec3(*grid.lower), wp.vec3(*grid.voxel_size), *grid.cells, float(lidar.max_range)],
+            outputs=[out])  # fmt: skip
+    return out.numpy().astype(bool).reshape(grid.cells)
+
+
+def _kgt():
+    from . import _kernels_gt
+
+    return _kernels_gt
 
 
 def annotation_boxes(world: World, t: float) -> list[dict]:

@@ -237,6 +237,7 @@ def render_cameras(
     n_cross: int,
     sun: wp.vec3,
     seed: int,
+    offset: int,
     out_rgb: wp.array(dtype=wp.vec3),
     out_depth: wp.array(dtype=float),
     out_sem: wp.array(dtype=wp.int32),
@@ -244,7 +245,7 @@ def render_cameras(
     out_agent: wp.array(dtype=wp.int32),
     out_point: wp.array(dtype=wp.vec3),
 ):
-    tid = wp.tid()
+    tid = wp.tid() + offset
     npix = width * height
     cam = tid / npix
     pix = tid - cam * npix
@@ -322,6 +323,7 @@ def render_lidar(
     out_agent: wp.array(dtype=wp.int32),
     out_fine: wp.array(dtype=wp.int32),
     out_intensity: wp.array(dtype=float),
+    out_normal: wp.array(dtype=wp.vec3),
 ):
     tid = wp.tid()
     d = dirs[tid]
@@ -333,6 +335,7 @@ def render_lidar(
         out_agent[tid] = -2
         out_fine[tid] = -1
         out_intensity[tid] = 0.0
+        out_normal[tid] = wp.vec3(0.0)
         return
     fine = 0
     if h.which == 0:
@@ -347,6 +350,9 @@ def render_lidar(
         out_inst[tid] = agent_inst[a]
         out_agent[tid] = a
     n = wp.normalize(h.normal)
+    if wp.dot(n, d) > 0.0:
+        n = -n
+    out_normal[tid] = n
     c = albedo[fine]
     out_t[tid] = h.t
     out_fine[tid] = fine

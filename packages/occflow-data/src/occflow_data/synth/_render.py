@@ -74,6 +74,7 @@ class LidarSweep:
         semantic: [P] uint8 Occ3D class; instance: [P] int32; agent: [P] int32; fine: [P] uint8.
         range_image: [B, A] float32 range per beam and azimuth bin, metres (0 = no hit).
         time: seconds; sensor_to_map: [4, 4] float64.
+        normal: [P, 3] float32 unit surface normals at the hits (sensor frame, facing the sensor).
     """
 
     points: np.ndarray
@@ -86,6 +87,7 @@ class LidarSweep:
     range_image: np.ndarray
     time: float
     sensor_to_map: np.ndarray
+    normal: np.ndarray
 
 
 class Renderer:
@@ -95,15 +97,23 @@ class Renderer:
         world: the world to render.
         device: Warp device string.
         max_distance: camera rays stop here, metres.
+        threads: CPU launches run in parallel (default: the number of CPU cores, at most 8).
     """
 
-    def __init__(self, world: World, device: str = "cpu", max_distance: float = 250.0) -> None:
+    def __init__(
+        self, world: World, device: str = "cpu", max_distance: float = 250.0, threads: int | None = None
+    ) -> None:
         if not isinstance(world, World):
             raise TypeError(f"world must be a World, got {type(world).__name__}")
         self.wp = wp = init_warp()
         self.world = world
         self.device = check_device(device)
         self.max_distance = float(max_distance)
+        import os
+
+        self.threads = int(threads) if threads is not None else max(1, min(os.cpu_count() or 1, 8))
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         verts, tris, fine = static_mesh(world)
         self._static_points = wp.array(verts.astype(np.float32), dtype=wp.vec3, device=device)
         self._static_idx = wp.array(tris.reshape(-1).astype(np.int32), dtype=wp.int32, device=device)
@@ -178,38 +188,19 @@ class Renderer:
             agent=wp.empty(n, dtype=wp.int32, device=dev),
             point=wp.empty(n, dtype=wp.vec3, device=dev),
         )
-        wp.launch(
-            _kernels().render_cameras,
-            dim=n,
-            device=dev,
-            inputs=[
-                self.static_mesh.id,
-                mesh.id if mesh is not None else wp.uint64(0),
-                int(mesh is not None),
-                self._static_fine,
-                self._dyn_fine,
-                self._dyn_agent,
-                self._agent_occ,
-                self._agent_inst,
-                m2a,
-                self._fine_occ,
-                self._albedo,
-                wp.array(kinv, dtype=wp.mat33, device=dev),
-                wp.array(poses[:, :3, :3].astype(np.float32), dtype=wp.mat33, device=dev),
-                wp.array(poses[:, :3, 3].astype(np.float32), dtype=wp.vec3, device=dev),
-                wp.array(
-                    np.array([1.0 / c.intrinsics[0, 0] for c in cameras], np.float32), dtype=float, device=dev
-                ),
-                w,
-                h,
-                self.max_distance,
-                self._cross,
-                self._n_cross,
-                self._sun,
-                self.world.texture_seed,
-            ],
-            outputs=[out["rgb"], out["depth"], out["sem"], out["inst"], out["agent"], out["point"]],
-        )
+        inputs = [
+            self.static_mesh.id, mesh.id if mesh is not None else wp.uint64(0), int(mesh is not None),
+            self._static_fine, self._dyn_fine, self._dyn_agent, self._agent_occ, self._agent_inst, m2a,
+            self._fine_occ, self._albedo,
+            wp.array(kinv, dtype=wp.mat33, device=dev),
+            wp.array(poses[:, :3, :3].astype(np.float32), dtype=wp.mat33, device=dev),
+            wp.array(poses[:, :3, 3].astype(np.float32), dtype=wp.vec3, device=dev),
+            wp.array(np.array([1 / c.intrinsics[0, 0] for c in cameras], np.float32), dtype=float,
+                     device=dev),
+            w, h, self.max_distance, self._cross, self._n_cross, self._sun, self.world.texture_seed,
+        ]  # fmt: skip
+        outputs = [out["rgb"], out["depth"], out["sem"], out["inst"], out["agent"], out["point"]]
+        self._launch_split(_kernels().render_cameras, n, inputs, outputs)
         shape = (len(cameras), h, w)
         rgb = np.clip(out["rgb"].numpy().reshape(shape + (3,)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return CameraFrame(
@@ -222,6 +213,30 @@ class Renderer:
             float(t),
             poses,
         )
+
+    def _launch_split(self, kernel, n: int, inputs: list, outputs: list) -> None:
+        """Launch ``kernel`` over ``n`` items; on the CPU split into ``threads`` launches run from Python
+        threads (Warp's CPU kernels are single-threaded and release the GIL; every item is written by
+        exactly one launch, so the result does not depend on the split)."""
+        wp = self.wp
+        parts = self.threads if self.device == "cpu" else 1
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        if parts == 1:
+            wp.launch(kernel, dim=n, device=self.device, inputs=[*inputs, 0], outputs=outputs)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def run(i: int) -> None:
+            wp.launch(
+                kernel,
+                dim=int(bounds[i + 1] - bounds[i]),
+                device=self.device,
+                inputs=[*inputs, int(bounds[i])],
+                outputs=outputs,
+            )
+
+        with ThreadPoolExecutor(parts) as pool:
+            list(pool.map(run, range(parts)))
 
     # ------------------------------------------------------------------ lidar
     def render_lidar(self, t: float, lidar: Lidar, ego_to_map: np.ndarray | None = None) -> LidarSweep:
@@ -239,6 +254,7 @@ class Renderer:
             wp.empty(n, dtype=wp.int32, device=dev) for _ in range(4)
         ]
         outs.append(wp.empty(n, dtype=float, device=dev))
+        outs.append(wp.empty(n, dtype=wp.vec3, device=dev))
         wp.launch(
             _kernels().render_lidar,
             dim=n,
@@ -260,10 +276,11 @@ class Renderer:
             ],
             outputs=outs,
         )
-        rng_, sem, inst, agent, fine, inten = (o.numpy() for o in outs)
+        rng_, sem, inst, agent, fine, inten, normal = (o.numpy() for o in outs)
         hit = rng_ > 0
         ring = np.repeat(np.arange(b, dtype=np.int32), a)
         pts = (dirs_s.reshape(-1, 3)[hit] * rng_[hit, None]).astype(np.float32)
+        normal = (normal[hit] @ pose[:3, :3]).astype(np.float32)  # map -> sensor frame
         return LidarSweep(
             pts,
             inten[hit].astype(np.float32),
@@ -275,6 +292,7 @@ class Renderer:
             rng_.reshape(b, a).astype(np.float32),
             float(t),
             pose,
+            normal,
         )
 
 
