@@ -122,3 +122,58 @@ def toy_scene() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def toy_scene_factory():
     return make_toy_scene
+
+
+def write_kitti_odometry_toy(root, frames: int = 4, h: int = 96, w: int = 160, seed: int = 0):
+    """A tiny KITTI-odometry layout (sequence "00", image_2 only): a textured wall 10 m ahead,
+    a camera driving 0.3 m forward per frame, LiDAR points on the wall. Returns the root."""
+    from pathlib import Path
+
+    root = Path(root)
+    seq = root / "sequences" / "00"
+    (seq / "image_2").mkdir(parents=True, exist_ok=True)
+    (seq / "velodyne").mkdir(exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    f = 0.8 * w
+    k = torch.tensor([[f, 0, w / 2 - 0.5], [0, f, h / 2 - 0.5], [0, 0, 1]], dtype=torch.float64)
+    margin = 48
+    canvas = smooth_texture(h + 2 * margin, w + 2 * margin, g)
+    depth0 = torch.full((h, w), 10.0)
+    grid = pixel_grid(h, w)
+    for i in range(frames):
+        m = yaw_motion(0.3 * i, 0.0)  # camera 0 -> camera i
+        # frame i shows the wall texture as seen after driving 0.3 i m: sample the canvas (frame-0 view)
+        back = torch.linalg.inv(m)
+        flow_i_to_0, _ = rigid_flow(torch.full((h, w), 10.0 - 0.3 * i), k, back)
+        img = sample_bilinear(canvas, grid + flow_i_to_0 + margin).clamp(0, 1)
+        rgb = (img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        cv2.imwrite(str(seq / "image_2" / f"{i:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        ys, zs = torch.meshgrid(torch.linspace(-5, 5, 80), torch.linspace(-2, 1.5, 16), indexing="ij")
+        pts = torch.stack([torch.full_like(ys, 10.0 - 0.3 * i), ys, zs, torch.zeros_like(ys)], -1)
+        pts.reshape(-1, 4).numpy().astype(np.float32).tofile(seq / "velodyne" / f"{i:06d}.bin")
+    del depth0
+    p = torch.cat([k, torch.zeros(3, 1, dtype=torch.float64)], 1).flatten().tolist()
+    tr = [0, -1, 0, 0, 0, 0, -1, 0, 1, 0, 0, 0]
+    lines = [f"P{j}: " + " ".join(f"{v:.6e}" for v in p) for j in range(4)] + [
+        "Tr: " + " ".join(map(str, tr))
+    ]
+    (seq / "calib.txt").write_text("\n".join(lines) + "\n")
+    (seq / "times.txt").write_text("".join(f"{0.1 * i:.6e}\n" for i in range(frames)))
+    poses = [f"1 0 0 0 0 1 0 0 0 0 1 {0.3 * i:.6f}" for i in range(frames)]
+    (seq / "poses.txt").write_text("\n".join(poses) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kitti_toy(tmp_path_factory):
+    return write_kitti_odometry_toy(tmp_path_factory.mktemp("kitti_toy"))
+
+
+@pytest.fixture(scope="session")
+def kitti_toy_factory():
+    return write_kitti_odometry_toy
+
+
+@pytest.fixture(scope="session")
+def camera_motion_fn():
+    return yaw_motion

@@ -86,7 +86,7 @@ def test_dis_without_fb_check_only_bounds(scenes):
 def test_estimator_input_validation():
     est = pl.DISFlow("ultrafast")
     img = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="image_t: expected values in"):
+    with pytest.raises(ValueError, match="image_t: expected finite values in"):
         est.estimate(img * 2, img)
     with pytest.raises(ValueError, match="image_t1: expected the shape"):
         est.estimate(img, img[:, :8])
@@ -126,11 +126,19 @@ def test_raft_missing_weights_names_the_path(tmp_path):
         pl.RAFTFlow(missing)
 
 
-def test_raft_weights_of_wrong_architecture(tmp_path):
+def test_raft_weights_that_do_not_fit(tmp_path):
     path = tmp_path / "small.pth"
     _save_random_raft(path, "raft_small")
-    with pytest.raises(ValueError, match=r"small\.pth: weights do not fit RAFT"):
-        pl.RAFTFlow(path, arch="raft_large")
+    state = torch.load(path, weights_only=True)
+    first = next(iter(state))
+    state["extra.weight"] = state.pop(first)
+    torch.save(state, tmp_path / "edited.pth")
+    with pytest.raises(
+        ValueError, match=rf"edited\.pth: weights do not fit RAFT: missing {first}; unexpected extra"
+    ):
+        pl.RAFTFlow(tmp_path / "edited.pth")
+    with pytest.raises(ValueError, match="arch: expected one of"):
+        pl.RAFTFlow(path, arch="raft_tiny")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth: not a readable torch checkpoint"):

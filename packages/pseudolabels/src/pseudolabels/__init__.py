@@ -2,6 +2,7 @@
 depth maps.
 """
 
+from ._cli import main
 from ._flow import (
     DISFlow,
     FlowEstimator,
@@ -29,21 +30,25 @@ from ._masks import (
     geometric_movable_mask,
     residual_flow,
 )
+from ._pipeline import CueConfig, DatasetConfig, RunReport, VerifyReport, make_cues, verify_cache
 from ._track import ChainedFlowTracker, KeyframeTracker, chain_flows
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "GEOMETRIC_MASK_THRESHOLD_PX",
     "KITTI_BASELINE_M",
     "ChainedFlowTracker",
+    "CueConfig",
     "DISFlow",
+    "DatasetConfig",
     "FlowEstimator",
     "KeyframeTracker",
     "RAFTFlow",
+    "RunReport",
     "SegmentationModel",
     "TorchFlowEstimator",
     "TorchSegmenter",
+    "VerifyReport",
     "__version__",
     "box_corners",
     "camera_motion",
@@ -54,9 +59,12 @@ __all__ = [
     "geometric_movable_mask",
     "lidar_depth_map",
     "load_weights",
+    "main",
+    "make_cues",
     "pixel_grid",
     "project_boxes_mask",
     "residual_flow",
     "rigid_flow",
     "sample_bilinear",
+    "verify_cache",
 ]

@@ -22,12 +22,14 @@ def check_tensor(x: object, name: str, *, dim: int | None = None, floating: bool
 
 def check_image(x: object, name: str) -> Tensor:
     """An image [3, H, W] float in [0, 1]."""
-    x = check_tensor(x, name, dim=3, floating=True)
-    if x.shape[0] != 3:
+    x = check_tensor(x, name, dim=3)
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+    if x.shape[0] != 3 or x.numel() == 0:
         raise ValueError(f"{name}: expected shape [3, H, W], got {list(x.shape)}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        lo, hi = x.min().item(), x.max().item()
-        raise ValueError(f"{name}: expected values in [0, 1], got [{lo:.3g}, {hi:.3g}]")
+    lo, hi = (v.item() for v in torch.aminmax(x))
+    if not (lo >= 0 and hi <= 1):  # also false for NaN
+        raise ValueError(f"{name}: expected finite values in [0, 1], got [{lo:.3g}, {hi:.3g}]")
     return x
 
 

@@ -162,9 +162,9 @@ _DIS_PRESETS = {
 
 
 def _to_gray_u8(image: Tensor) -> np.ndarray:
-    rgb = (image.detach().float().cpu().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
-    rgb = rgb.permute(1, 2, 0).contiguous().numpy()
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    rgb = image.detach().cpu().float().numpy().transpose(1, 2, 0)
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)  # float32 in [0, 1]
+    return (gray * 255.0 + 0.5).astype(np.uint8)
 
 
 class DISFlow(_PairwiseEstimator):

@@ -1,0 +1,8 @@
+"""``python -m pseudolabels``: see :func:`pseudolabels.main`."""
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
