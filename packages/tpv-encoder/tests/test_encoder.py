@@ -232,3 +232,17 @@ def test_image_reference_points_land_on_the_projected_pixel(encoder):
     assert count[0, q] == 1
     # A query behind the camera (x < 0) is not routed to it.
     assert not (rows[0][valid[0]] == 4 * 20 + j).any()
+
+
+def test_fourier_encode_values_and_errors():
+    from tpv_encoder import fourier_encode
+
+    coords = torch.tensor([[0.25, 0.5]])
+    enc = fourier_encode(coords, 3, (8, 2))
+    assert enc.shape == (1, 12)
+    # Axis 0: frequencies 0.5, 1, 2, ..., up to the Nyquist 4 cycles: geometric 0.5 -> 4 over 3 steps.
+    freqs = torch.tensor([0.5, 0.5 * 8 ** 0.5, 4.0])
+    torch.testing.assert_close(enc[0, :3], torch.sin(2 * math.pi * 0.25 * freqs))
+    torch.testing.assert_close(enc[0, 3:6], torch.cos(2 * math.pi * 0.25 * freqs))
+    with pytest.raises(ValueError, match="coords"):
+        fourier_encode(coords, 3, (8, 2, 2))

@@ -85,6 +85,13 @@ def fourier_encode(coords: Tensor, num_frequencies: int, cells: tuple[int, ...])
     Returns:
         [..., D * 2 * F] (sin, cos) features.
     """
+    if not isinstance(coords, Tensor):
+        raise TypeError(f"coords must be a torch.Tensor, got {type(coords).__name__}")
+    if not coords.is_floating_point() or coords.dim() < 1 or coords.shape[-1] != len(cells):
+        raise ValueError(f"coords must be a floating tensor [..., {len(cells)}] (one column per entry of "
+                         f"cells={tuple(cells)}), got {coords.dtype} {tuple(coords.shape)}")
+    if not isinstance(num_frequencies, int) or num_frequencies < 1:
+        raise ValueError(f"num_frequencies must be a positive int, got {num_frequencies!r}")
     feats = []
     for d, n in enumerate(cells):
         top = max(n / 2.0, 0.5)
@@ -134,7 +141,9 @@ class _TPVLayer(nn.Module):
             A = ref.shape[2]
             ref_l = ref[:, :, None].expand(-1, -1, L, A, 2)
             y = attn(gathered, value, ref_l, spatial_shapes, point_mask=mask)  # [B*N, M, C]
-            acc = y.new_zeros(B * Q, C).index_add_(0, rows[valid], y[valid])
+            # Padding slots point at real queries: add zeros there (no boolean compaction, no sync).
+            y = y * valid[..., None].to(y.dtype)
+            acc = y.new_zeros(B * Q, C).index_add_(0, rows.reshape(-1), y.reshape(-1, C))
             outs.append(acc.reshape(B, Q, C) / count[..., None].to(acc.dtype))
         query = self.norms[1](query + self.drop(torch.cat(outs, 1)))
         # 3. feed-forward network.
@@ -156,10 +165,10 @@ class TPVEncoder(nn.Module):
     Args:
         config: a :class:`TPVEncoderConfig` (see ``PRESETS``).
 
-    >>> from tpv_encoder import PRESETS
-    >>> enc = TPVEncoder(PRESETS["tiny"])  # doctest: +SKIP
-    >>> enc(images, intrinsics, cam_to_ego).shape  # doctest: +SKIP
-    torch.Size([B, 32, 50, 50, 8])
+    Example (``tiny`` preset, 6 cameras of 96 x 176)::
+
+        enc = TPVEncoder(PRESETS["tiny"])
+        volume = enc(images, intrinsics, cam_to_ego)  # [B, 32, 50, 50, 8]
     """
 
     def __init__(self, config: TPVEncoderConfig) -> None:

@@ -61,6 +61,8 @@ def project_to_cameras(points: Tensor, intrinsics: Tensor, cam_to_ego: Tensor, i
     B, _ = check_calibration(intrinsics, cam_to_ego)
     if points.shape[0] != B:
         raise ValueError(f"points have batch {points.shape[0]} but the calibration has {B}")
+    if len(tuple(image_size)) != 2 or min(image_size) < 1:
+        raise ValueError(f"image_size must be (H, W) with positive entries, got {image_size!r}")
     H, W = image_size
     ego_to_cam = torch.linalg.inv(cam_to_ego.to(points.dtype))  # [B, N, 4, 4]
     rot, trans = ego_to_cam[..., :3, :3], ego_to_cam[..., :3, 3]
