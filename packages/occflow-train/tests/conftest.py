@@ -52,6 +52,7 @@ class AnalyticScene:
     ego_step: float = 0.6                              # ego moves +x by this per frame
     size: tuple[int, int] = (48, 64)                   # (H, W)
     focal: float = 36.0
+    pitch: float = 0.25                                # camera pitch, radians (+ looks down)
 
     # ------------------------------------------------------------- geometry
     def centre(self, k: float) -> torch.Tensor:
@@ -101,7 +102,7 @@ class AnalyticScene:
         K = torch.tensor([[self.focal, 0.0, (W - 1) / 2], [0.0, self.focal, (H - 1) / 2], [0.0, 0.0, 1.0]])
         c2e = []
         for yaw in (0.0, -0.9):
-            m = _pose(0.5, 0.0, 1.5, yaw=yaw, pitch=0.25)
+            m = _pose(0.5, 0.0, 1.5, yaw=yaw, pitch=self.pitch)
             m[:3, :3] = m[:3, :3] @ OPENCV_TO_EGO.double()
             c2e.append(m.float())
         return K.expand(2, 3, 3).clone(), torch.stack(c2e)
@@ -198,6 +199,11 @@ SCENE_GRID = GridSpec((-8.0, -8.0, -1.0), (8.0, 8.0, 3.0), (32, 32, 8))
 
 
 @pytest.fixture(scope="session")
+def scene_cls() -> type[AnalyticScene]:
+    return AnalyticScene
+
+
+@pytest.fixture(scope="session")
 def scene() -> AnalyticScene:
     return AnalyticScene()
 
@@ -210,3 +216,16 @@ def scene_grid() -> GridSpec:
 @pytest.fixture(scope="session")
 def scene_sample(scene) -> Sample:
     return scene.sample()
+
+
+@pytest.fixture(autouse=True)
+def _single_torch_thread():
+    """Run each test of this package on one intra-op thread (restored afterwards).
+
+    The tests use small tensors, where thread start-up dominates; on a busy 2-core machine two
+    threads made the loss tests up to 10x slower (measured).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -55,6 +55,52 @@ def _per_camera(x: torch.Tensor, b: int, n: int) -> torch.Tensor:
     return x.reshape(b, n, x.shape[1] // n, *x.shape[2:])
 
 
+def _reprojection(field: SceneField, rays: CameraRays, source: torch.Tensor, targets: list[_Target],
+                  dynamic: torch.Tensor, stage: int, config: LossConfig, render: RenderConfig,
+                  inv_s: float | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Eq. 8 through ``volrender.render_reprojection``, cameras folded into the batch.
+
+    Stage 1: every target warped rigidly. Stage 2: the next frame twice, with the predicted flow
+    (used on dynamic rays) and rigidly (static rays); the other targets rigidly, on static rays.
+    A target counts for a ray only where at least half of the ray's weight lands in its image.
+    """
+    b, n, h, w = rays.shape
+    device, dtype = field.sdf.device, field.sdf.dtype
+    use_flow = stage == 2
+    entries = []                          # (target, flow_scale, for_dynamic_rays)
+    for t in targets:
+        if use_flow and t.name == "next":
+            entries.append((t, 1.0, True))
+        entries.append((t, 0.0, False))
+    k = len(entries)
+
+    def fold(x: torch.Tensor) -> torch.Tensor:      # [B, ...] -> [B * N, ...] (same field per camera)
+        return x[:, None].expand(b, n, *x.shape[1:]).reshape(b * n, *x.shape[1:])
+
+    images = torch.stack([t.frame.loss_images.to(device=device, dtype=dtype) for t, _, _ in entries], dim=2)
+    intr = torch.stack([t.intrinsics for t, _, _ in entries], dim=2)
+    poses = torch.stack([t.world_to_cam for t, _, _ in entries], dim=2)
+    origins = rays.origins.to(device=device, dtype=dtype).reshape(b * n, h * w, 3)
+    directions = rays.directions.to(device=device, dtype=dtype).reshape(b * n, h * w, 3)
+    out = volrender.render_reprojection(
+        fold(field.sdf), fold(field.flow) if use_flow else None, field.grid, origins, directions,
+        source.reshape(b * n, h * w, 3).to(dtype), images.reshape(b * n, k, *images.shape[3:]),
+        intr.reshape(b * n, k, 3, 3), poses.reshape(b * n, k, 4, 4), n_samples=render.n_samples, inv_s=inv_s,
+        flow_scale=[e[1] for e in entries] if use_flow else None, near=render.near,
+        stratified=render.stratified, generator=generator, backend=render.backend)
+    warped = out.colors.reshape(b, n, h, w, k, 3)
+    errors = out.errors.reshape(b, n, h, w, k)
+    seen = out.coverage.detach() > 0.5 * out.opacity.detach()[..., None] + 1e-6
+    dyn = dynamic.reshape(b, n, h, w, 1)
+    for_dynamic = torch.tensor([e[2] for e in entries], device=device)
+    valid = seen.reshape(b, n, h, w, k) & torch.where(dyn, for_dynamic, ~for_dynamic) if use_flow \
+        else seen.reshape(b, n, h, w, k)
+    identity = torch.stack([gather_pixels(t.frame.loss_images.to(device), rays.pixels.to(device))
+                            for t, _, _ in entries], dim=-2).to(dtype)
+    return terms.reprojection_loss(warped, source.to(dtype), identity, weighted_l1=errors, valid=valid,
+                                   ssim_weight=config.ssim_weight, automask=config.automask)
+
+
 def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config: LossConfig | None = None,
                    render: RenderConfig | None = None, *, inv_s: float | torch.Tensor,
                    generator: torch.Generator | None = None, cos_anneal_ratio: float | None = None,
@@ -160,6 +206,11 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
                                      config.dynamic_threshold)
         losses["dynamic_fraction"] = dynamic.float().mean().detach()
         sample_flow = terms.sample_vertex_field(field.flow, grid, out.points)      # [B, R, S, 2]
+
+    # ------------------------------------------------------------------ reprojection (eq. 8)
+    if "reprojection" in need and targets:
+        losses["reprojection"] = _reprojection(field, rays, source, targets, dynamic, stage, config, render,
+                                               inv_s, generator)
 
     # ------------------------------------------------------------------ flow terms (stage 2)
     if stage == 2 and "flow" in need:
