@@ -15,11 +15,11 @@ ENV_CACHE = "OCCFLOW_CACHE"
 
 
 def default_world_config() -> NuScenesConfig:
-    """The configuration of the default world: 4 scenes (3 mini_train, 1 mini_val) of 20 keyframes."""
+    """The default world: 4 scenes (3 mini_train, 1 mini_val) of 20 keyframes (10 s) at 112 x 200
+    pixels, two camera sweeps between keyframes (6 Hz) and LiDAR at the keyframes only (2 Hz)."""
     return NuScenesConfig(
-        scenes=4, keyframes=20, seed=0, height=112, width=200, camera_sweeps=2, lidar_sweeps=4
+        scenes=4, keyframes=20, seed=0, height=112, width=200, camera_sweeps=2, lidar_sweeps=0
     )
-
 
 def default_world(
     cache_dir: str | os.PathLike | None = None,

@@ -127,7 +127,6 @@ def voxelize(world: World, t: float, frame_to_map: np.ndarray, grid: GridSpec, s
     lower = np.array(grid.lower)
     step = vs / sub
     ax = [lower[i] + (np.arange(grid.cells[i] * sub) + 0.5) * step[i] for i in range(3)]
-    code = np.full((nx * sub, ny * sub, nz * sub), -1, np.int16)
     # Ground: per column a height and class.
     gx, gy = np.meshgrid(ax[0], ax[1], indexing="ij")
     rot, trans = frame_to_map[:3, :3], frame_to_map[:3, 3]
@@ -135,8 +134,9 @@ def voxelize(world: World, t: float, frame_to_map: np.ndarray, grid: GridSpec, s
     my = rot[1, 0] * gx + rot[1, 1] * gy + trans[1]
     fine, height = world.ground.lookup(mx, my)
     zmap = ax[2] + trans[2]  # yaw-only frames: map z = frame z + offset
-    under = zmap[None, None, :] < height[:, :, None]
-    code[under] = np.broadcast_to(fine[:, :, None], under.shape)[under]
+    n_under = np.searchsorted(zmap, height, side="left")  # sample points below the surface (z ascending)
+    below = np.arange(len(zmap))[None, None, :] < n_under[:, :, None]
+    code = np.where(below, fine[:, :, None].astype(np.int16), np.int16(-1))
     # Boxes: static, then agents (later writes win).
     yaw_f = np.arctan2(rot[1, 0], rot[0, 0])
     inv = invert_pose(frame_to_map)

@@ -33,7 +33,7 @@ def save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> None:
             info.compress_type = mode
             body = io.BytesIO()
             np.lib.format.write_array(body, np.ascontiguousarray(arr), allow_pickle=False)
-            zf.writestr(info, body.getvalue())
+            zf.writestr(info, body.getvalue(), compresslevel=1 if compress else None)
     path.write_bytes(buf.getvalue())
 
 

@@ -146,13 +146,20 @@ def _pose_record(t: np.ndarray) -> tuple[list, list]:
     return [float(v) for v in t[:3, 3]], [float(v) for v in rot_to_quat(t[:3, :3])]
 
 
-def _visible_fraction(box: dict, frame: CameraFrame, rig: Rig, map_to_ego: np.ndarray) -> float:
-    """Fraction of 27 points spread over the box that some camera sees (depth test)."""
+def _visible_fractions(boxes: list[dict], frame: CameraFrame, rig: Rig, map_to_ego: np.ndarray) -> np.ndarray:
+    """For each box, the fraction of 27 points spread over it that some camera sees (depth test)."""
+    if not boxes:
+        return np.zeros(0)
     g = np.linspace(-0.45, 0.45, 3)
-    local = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3) * np.array(box["size"])
-    c, s = np.cos(box["yaw"]), np.sin(box["yaw"])
-    pts = np.stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1], local[:, 2]], 1)
-    pts = apply(map_to_ego, pts + box["center"])
+    unit = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    size = np.array([b["size"] for b in boxes])  # [K, 3]
+    yaw = np.array([b["yaw"] for b in boxes])
+    local = unit[None] * size[:, None]  # [K, 27, 3]
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    pts = np.stack(
+        [c * local[..., 0] - s * local[..., 1], s * local[..., 0] + c * local[..., 1], local[..., 2]], -1
+    )
+    pts = apply(map_to_ego, (pts + np.array([b["center"] for b in boxes])[:, None]).reshape(-1, 3))
     seen = np.zeros(len(pts), bool)
     _, h, w = frame.depth.shape
     for i, cam in enumerate(rig.cameras):
@@ -164,7 +171,7 @@ def _visible_fraction(box: dict, frame: CameraFrame, rig: Rig, map_to_ego: np.nd
         ok = (z > 0.1) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
         d = frame.depth[i][np.clip(v, 0, h - 1), np.clip(u, 0, w - 1)]
         seen |= ok & ((d <= 0) | (z <= d + 0.5))
-    return float(seen.mean())
+    return seen.reshape(len(boxes), -1).mean(1)
 
 
 def _map_mask(world: World) -> np.ndarray:
@@ -420,12 +427,11 @@ def write_nuscenes(root: Path, config: NuScenesConfig, device: str = "cpu", prog
             stok = sample_toks[k]
             map_to_ego = invert_pose(ego)
             lidar_pts_agent = np.bincount(sweep.agent[sweep.agent >= 0], minlength=len(world.agents))
-            for box in annotation_boxes(world, t):
+            boxes = [
+                b for b in annotation_boxes(world, t) if np.hypot(*apply(map_to_ego, b["center"])[:2]) <= 60.0
+            ]
+            for box, vis in zip(boxes, _visible_fractions(boxes, frame, rig, map_to_ego), strict=True):
                 a = world.agents[box["agent"]]
-                rel = apply(map_to_ego, box["center"])
-                if np.hypot(rel[0], rel[1]) > 60.0:
-                    continue
-                vis = _visible_fraction(box, frame, rig, map_to_ego)
                 n_pts = int(lidar_pts_agent[box["agent"]])
                 if vis == 0.0 and n_pts == 0:
                     continue
@@ -569,6 +575,7 @@ def _write_cues(
         flow, valid = camera_flow(world, frame, nxt, rig.cameras)
     else:
         flow, valid = np.zeros((n, h, w, 2), np.float32), np.zeros((n, h, w), bool)
+    flow = np.where(valid[..., None], flow, 0.0)  # invalid pixels may project anywhere (or behind)
     movable, _ = pixel_masks(world, frame)
     save_npz(
         root / "gt_cues" / "flow" / f"{sample_token}.npz",
