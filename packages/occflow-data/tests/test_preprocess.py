@@ -119,7 +119,7 @@ def test_flow_vectors_follow_the_resize():
     src = torch.stack([us, vs], dim=-1)
     expected = (src @ a.T + b) * torch.tensor([sx, sy])
     interior = out_valid[0] & (us > 24)  # away from the invalid band's filter footprint
-    torch.testing.assert_close(out[0].permute(1, 2, 0)[interior], expected[interior], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(out[0].permute(1, 2, 0)[interior], expected[interior], atol=5e-3, rtol=1e-4)
     assert not out_valid[0][us < 18].any()
     assert out.abs().max() < 1e3
 

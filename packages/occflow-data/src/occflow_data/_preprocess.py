@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -165,23 +167,31 @@ class ResizeCrop:
         if not depth.is_floating_point():
             raise ValueError(f"depth must be floating point, got {depth.dtype}")
         lead = depth.shape[:-2]
-        flat = depth.reshape(-1, *self.source)
+        flat = depth.detach().cpu().reshape(-1, *self.source).numpy()
         h, w = self.size
-        out = torch.full((flat.shape[0], h * w), float("inf"), dtype=depth.dtype, device=depth.device)
-        b, v, u = torch.nonzero((flat > 0) & torch.isfinite(flat), as_tuple=True)
+        b, v, u = np.nonzero((flat > 0) & np.isfinite(flat))
         sy, sx = self.scale
-        uu = torch.floor((u.to(torch.float64) + 0.5) * sx - self.left).long()
-        vv = torch.floor((v.to(torch.float64) + 0.5) * sy - self.top).long()
+        uu = np.floor((u + 0.5) * sx - self.left).astype(np.int64)
+        vv = np.floor((v + 0.5) * sy - self.top).astype(np.int64)
         keep = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
-        index = vv[keep] * w + uu[keep]
-        out = out.view(-1)
-        out.scatter_reduce_(0, b[keep] * (h * w) + index, flat[b[keep], v[keep], u[keep]], "amin")
-        out = out.view(*lead, h, w)
-        return torch.where(torch.isinf(out), torch.zeros((), dtype=depth.dtype), out)
+        index = (b[keep] * h + vv[keep]) * w + uu[keep]
+        out = _scatter_min(index, flat[b[keep], v[keep], u[keep]], flat.shape[0] * h * w)
+        return torch.from_numpy(out.reshape(*lead, h, w)).to(device=depth.device, dtype=depth.dtype)
 
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.size
         return x[..., self.top:self.top + h, self.left:self.left + w]
+
+
+def _scatter_min(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """``[size]`` array holding, at each index, the smallest of the values sent there (0 elsewhere)."""
+    out = np.zeros(size, dtype=np.float32)
+    if index.size:
+        order = np.lexsort((values, index))  # by index, then by value
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = index[order][1:] != index[order][:-1]
+        out[index[order][first]] = values[order][first]
+    return out
 
 
 def _check_map(x: torch.Tensor, name: str, source: tuple[int, int], *, channels: bool) -> None:
@@ -194,11 +204,25 @@ def _check_map(x: torch.Tensor, name: str, source: tuple[int, int], *, channels:
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], *, antialias: bool) -> torch.Tensor:
+    """Resize the last two dims of ``[..., C, H, W]`` (half-pixel centres).
+
+    CPU float32 tensors go through OpenCV (INTER_AREA when shrinking, INTER_LINEAR otherwise):
+    single-threaded and fast on a busy machine. Other tensors use torch (antialiased bilinear
+    when shrinking). Both keep the geometry of :func:`resize_crop_intrinsics`.
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     lead = x.shape[:-3]
     flat = x.reshape(-1, *x.shape[-3:])
     down = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    if flat.device.type == "cpu" and flat.dtype == torch.float32 and flat.numel():
+        planes = flat.detach().reshape(-1, *x.shape[-2:]).numpy().transpose(1, 2, 0)
+        interp = cv2.INTER_AREA if (down and antialias) else cv2.INTER_LINEAR
+        chunks = [cv2.resize(np.ascontiguousarray(planes[..., i:i + 256]), (size[1], size[0]),
+                             interpolation=interp) for i in range(0, planes.shape[-1], 256)]
+        chunks = [c[..., None] if c.ndim == 2 else c for c in chunks]
+        out = torch.from_numpy(np.ascontiguousarray(np.concatenate(chunks, axis=-1).transpose(2, 0, 1)))
+        return out.reshape(*lead, x.shape[-3], *size)
     out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=antialias and down)
     return out.reshape(*lead, *out.shape[-3:])
 
@@ -310,12 +334,12 @@ def lidar_depth_maps(points: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego:
     """
     h, w = int(size[0]), int(size[1])
     uv, depth = project_points(points, intrinsics, cam_to_ego)
+    uv = uv.detach().cpu().numpy()
+    depth = depth.detach().cpu().numpy()
     n = uv.shape[0]
-    u = torch.floor(uv[..., 0] + 0.5).long()
-    v = torch.floor(uv[..., 1] + 0.5).long()
+    u = np.floor(uv[..., 0] + 0.5).astype(np.int64)
+    v = np.floor(uv[..., 1] + 0.5).astype(np.int64)
     keep = (depth >= min_depth) & (depth <= max_depth) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    cam = torch.arange(n, device=points.device).unsqueeze(1).expand_as(u)
-    out = torch.full((n * h * w,), float("inf"), dtype=torch.float32, device=points.device)
-    out.scatter_reduce_(0, (cam * h * w + v * w + u)[keep], depth[keep].float(), "amin")
-    out = out.view(n, h, w)
-    return torch.where(torch.isinf(out), torch.zeros((), dtype=torch.float32), out)
+    cam = np.broadcast_to(np.arange(n)[:, None], u.shape)
+    out = _scatter_min(((cam * h + v) * w + u)[keep], depth[keep].astype(np.float32), n * h * w)
+    return torch.from_numpy(out.reshape(n, h, w)).to(points.device)

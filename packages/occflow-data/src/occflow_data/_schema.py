@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from volrender import GridSpec
@@ -48,8 +49,15 @@ def _shape_error(owner: str, name: str, expected: str, value: torch.Tensor) -> V
 def _check_float(owner: str, name: str, value: torch.Tensor, *, finite: bool = True) -> None:
     if not value.is_floating_point():
         raise ValueError(f"{owner}.{name} must be a floating-point tensor, got {value.dtype}")
-    if finite and value.numel() and not bool(torch.isfinite(value).all()):
+    if finite and value.numel() and not _all_finite(value):
         raise ValueError(f"{owner}.{name} must contain only finite values")
+
+
+def _all_finite(value: torch.Tensor) -> bool:
+    # numpy on CPU tensors: single-threaded, so cheap even on a busy machine
+    if value.device.type == "cpu" and value.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(value.detach().numpy()).all())
+    return bool(torch.isfinite(value).all())
 
 
 def _check_bool(owner: str, name: str, value: torch.Tensor) -> None:
@@ -83,9 +91,13 @@ def _check_images(owner: str, name: str, value: torch.Tensor, n: int | None) -> 
     if value.dtype != torch.float32:
         raise ValueError(f"{owner}.{name} must be float32, got {value.dtype}")
     if value.numel():
-        lo, hi = torch.aminmax(value)
-        if not (float(lo) >= 0.0 and float(hi) <= 1.0):
-            raise ValueError(f"{owner}.{name} values must lie in [0, 1], got [{float(lo)}, {float(hi)}]")
+        if value.device.type == "cpu":
+            array = value.detach().numpy()
+            lo, hi = float(array.min()), float(array.max())
+        else:
+            lo, hi = (float(v) for v in torch.aminmax(value))
+        if not (lo >= 0.0 and hi <= 1.0):  # also False for NaN
+            raise ValueError(f"{owner}.{name} values must lie in [0, 1], got [{lo}, {hi}]")
 
 
 def _move(value: Any, device: torch.device | str, non_blocking: bool) -> Any:

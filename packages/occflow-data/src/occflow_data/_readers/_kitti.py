@@ -416,6 +416,22 @@ class SemanticKittiSequences(_KittiBase):
     def _has_gt(self) -> bool:
         return self.config.load_gt
 
+    def _in_view(self, info: FrameInfo) -> np.ndarray:
+        """[X, Y, Z] bool: voxel centres inside the first camera's image (cached per calibration)."""
+        with Image.open(info.image_paths[0]) as im:
+            width, height = im.size
+        key = (info.intrinsics[0].tobytes(), info.cam_to_ego[0].tobytes(), width, height)
+        cache = self.__dict__.setdefault("_view_cache", {})
+        if key not in cache:
+            centres = self.grid.points("cell", dtype=torch.float64).reshape(-1, 3)
+            uv, depth = project_points(centres, torch.from_numpy(info.intrinsics[:1]),
+                                       torch.from_numpy(info.cam_to_ego[:1]))
+            inside = ((depth[0] > 0) & (uv[0, :, 0] >= -0.5) & (uv[0, :, 0] < width - 0.5)
+                      & (uv[0, :, 1] >= -0.5) & (uv[0, :, 1] < height - 0.5))
+            cache.clear()  # one calibration at a time is enough (sequences are read in order)
+            cache[key] = inside.reshape(tuple(self.grid.cells)).numpy()
+        return cache[key]
+
     def load_gt(self, info: FrameInfo) -> GroundTruth:
         """SemanticKITTI voxel ground truth of a frame (labels mapped to Occ3D classes)."""
         if info.gt_path is None:
@@ -439,24 +455,7 @@ class SemanticKittiSequences(_KittiBase):
             else np.zeros(shape, dtype=bool)
         )
         occupancy = _LUT[labels].reshape(shape)
-        # Camera field of view of the first camera at the original resolution.
-        with Image.open(info.image_paths[0]) as im:
-            width, height = im.size
-        centres = self.grid.points("cell", dtype=torch.float64).reshape(-1, 3)
-        uv, depth = project_points(
-            centres, torch.from_numpy(info.intrinsics[:1]), torch.from_numpy(info.cam_to_ego[:1])
-        )
-        in_view = (
-            (
-                (depth[0] > 0)
-                & (uv[0, :, 0] >= -0.5)
-                & (uv[0, :, 0] < width - 0.5)
-                & (uv[0, :, 1] >= -0.5)
-                & (uv[0, :, 1] < height - 0.5)
-            )
-            .reshape(shape)
-            .numpy()
-        )
+        in_view = self._in_view(info)
         return GroundTruth(
             occupancy=torch.from_numpy(occupancy),
             mask_camera=torch.from_numpy(~invalid & ~occluded & in_view),
