@@ -141,3 +141,45 @@ def test_get_sample_data_boxes_project_into_image(tiny_nuscenes, nusc):
     cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     assert np.isclose(cs["translation"][2], 1.84)
     assert invert_pose is not None
+
+
+def _record_pose(rec) -> np.ndarray:
+    from pyquaternion import Quaternion
+
+    t = np.eye(4)
+    t[:3, :3] = Quaternion(rec["rotation"]).rotation_matrix
+    t[:3, 3] = rec["translation"]
+    return t
+
+
+def test_lidar_through_written_calibration_hits_rendered_depth(tiny_nuscenes, nusc):
+    from occflow_data.synth import Renderer, nuscenes_rig
+
+    root, cfg, _ = tiny_nuscenes
+    scene = nusc.scene[0]
+    world = make_world(scene_seed(cfg.seed, 0), (cfg.keyframes - 1) * KEYFRAME_DT + 0.6, cfg.world)
+    rig = nuscenes_rig(cfg.height, cfg.width, cfg.lidar_azimuth_bins)
+    sample = nusc.get("sample", nusc.get("sample", scene["first_sample_token"])["next"])
+    frame = Renderer(world).render_cameras(KEYFRAME_DT, rig.cameras)
+    sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    pts = np.fromfile(root / sd["filename"], np.float32).reshape(-1, 5)[:, :3].astype(np.float64)
+    lidar_to_global = _record_pose(nusc.get("ego_pose", sd["ego_pose_token"])) @ _record_pose(
+        nusc.get("calibrated_sensor", sd["calibrated_sensor_token"]))
+    good, total = 0, 0
+    for i, cam in enumerate(rig.cameras):
+        csd = nusc.get("sample_data", sample["data"][cam.name])
+        cs = nusc.get("calibrated_sensor", csd["calibrated_sensor_token"])
+        cam_to_global = _record_pose(nusc.get("ego_pose", csd["ego_pose_token"])) @ _record_pose(cs)
+        pc = apply(invert_pose(cam_to_global) @ lidar_to_global, pts)
+        k = np.array(cs["camera_intrinsic"])
+        front = pc[:, 2] > 1.0
+        uvw = pc[front] @ k.T
+        u = np.round(uvw[:, 0] / uvw[:, 2]).astype(int)
+        v = np.round(uvw[:, 1] / uvw[:, 2]).astype(int)
+        inside = (u >= 0) & (v >= 0) & (u < csd["width"]) & (v < csd["height"])
+        z = pc[front, 2][inside]
+        d = frame.depth[i][v[inside], u[inside]]
+        good += int(np.sum(np.abs(d - z) < 0.05 * z + 0.1))
+        total += int(inside.sum())
+    assert total > 300
+    assert good / total > 0.75
