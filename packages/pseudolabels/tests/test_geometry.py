@@ -126,3 +126,24 @@ def test_project_boxes_mask():
     m = pl.project_boxes_mask(around, K, CAM_TO_EGO, (60, 80))
     assert m[30, 40] and m.float().mean() > 0.9
     assert not pl.project_boxes_mask(torch.zeros(0, 8, 3), K, CAM_TO_EGO, (60, 80)).any()
+
+
+def test_densify_columns_is_exact_on_a_plane():
+    """Ground-plane depth sampled on LiDAR-like rows: inverse-depth interpolation along columns
+    reproduces it; a jump to another surface is not bridged."""
+    h, w = 60, 40
+    v = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    plane = 100.0 * 1.5 / (v + 40.0)  # a ground plane whose horizon lies 40 rows above the image
+    sparse = torch.zeros(h, w)
+    sparse[::7] = plane[::7]
+    cols = pl.densify_depth(sparse, 30.0, mode="columns")
+    near = pl.densify_depth(sparse, 30.0, mode="nearest")
+    inside = slice(0, 57)  # rows between the first and the last sampled row
+    assert torch.allclose(cols[inside], plane[inside], rtol=1e-4)
+    assert (near[inside] - plane[inside]).abs().max() > 0.1
+    wall = sparse.clone()
+    wall[28:] = torch.where(wall[28:] > 0, torch.full_like(wall[28:], 50.0), wall[28:])
+    out = pl.densify_depth(wall, 30.0, mode="columns")
+    assert out[30, 5] in (wall[28, 5], wall[35, 5])  # rows 28..35 straddle the jump: nearest, no blend
+    with pytest.raises(ValueError, match="mode"):
+        pl.densify_depth(sparse, mode="linear")

@@ -28,7 +28,7 @@ def test_residual_of_exact_static_flow_is_zero(scenes):
 def test_geometric_mask_with_exact_flow(scenes):
     """Exact flow + sparse LiDAR (every 3rd row, 2nd column): only the depth fill can err.
 
-    Measured IoU 0.97-1.00 over seeds 0-3.
+    Measured IoU 0.96-0.99 over seeds 0-3 (default threshold 2 px, relative 0.1).
     """
     for s in scenes:
         mask = pl.geometric_movable_mask(
@@ -38,8 +38,8 @@ def test_geometric_mask_with_exact_flow(scenes):
 
 
 def test_geometric_mask_with_dis_flow(scenes):
-    """DIS medium flow: measured IoU 0.75, 0.00, 0.82, 0.81 (seeds 0-3; DIS misses the object's
-    motion in seed 1, where the object moves 16 px against its 40 x 30 px size), mean 0.59."""
+    """DIS medium flow: measured IoU 0.67, 0.00, 0.66, 0.70 (seeds 0-3; DIS misses the object's
+    motion in seed 1, where the object moves 16 px against its 40 x 30 px size), mean 0.51."""
     ious = []
     for s in scenes:
         flow, valid = pl.DISFlow("medium").estimate(s["image_t"], s["image_t1"])

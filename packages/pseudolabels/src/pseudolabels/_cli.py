@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                 help="flow used by the geometric mask (default: track on nuScenes, flow on KITTI)",
             )
             sp.add_argument("--threshold-px", type=float, default=None)
-            sp.add_argument("--relative", type=float, default=0.2)
+            sp.add_argument("--relative", type=float, default=0.1)
             sp.add_argument(
                 "--moving-speed",
                 type=float,

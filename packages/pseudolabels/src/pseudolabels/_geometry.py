@@ -117,12 +117,23 @@ def lidar_depth_map(points: Tensor, intrinsics: Tensor, cam_to_ego: Tensor, imag
     return depth.reshape(h, w)
 
 
-def densify_depth(depth: Tensor, max_distance: float = 8.0) -> Tensor:
-    """Fill a sparse depth map with the depth of the nearest measured pixel.
+def densify_depth(depth: Tensor, max_distance: float = 8.0, *, mode: str = "nearest", max_gap: int = 40,
+                  max_jump: float = 0.25) -> Tensor:
+    """Fill a sparse depth map.
+
+    ``"nearest"`` gives every pixel the depth of the nearest measured pixel. ``"columns"`` first
+    interpolates linearly in inverse depth along each image column between the measured pixels
+    above and below (at most ``max_gap`` rows apart, inverse depths within a relative
+    ``max_jump`` of each other, i.e. the same surface: exact for planes, whose inverse depth is
+    affine in the pixel coordinates), then fills what is left by nearest neighbour. LiDAR returns
+    form rows, so ``"columns"`` follows the ground and walls between the beams far better.
 
     Args:
         depth: [H, W] metres, 0 = none.
-        max_distance: leave pixels farther than this from every measured pixel at 0, px.
+        max_distance: leave pixels farther than this from every (interpolated) pixel at 0, px.
+        mode: ``"nearest"`` or ``"columns"``.
+        max_gap: ``"columns"``: largest row gap bridged, px.
+        max_jump: ``"columns"``: largest relative inverse-depth difference bridged.
 
     Returns:
         [H, W] float32 metres (0 where still unknown).
@@ -130,10 +141,26 @@ def densify_depth(depth: Tensor, max_distance: float = 8.0) -> Tensor:
     check_tensor(depth, "depth", dim=2, floating=True)
     if max_distance < 0:
         raise ValueError(f"max_distance: expected >= 0, got {max_distance}")
-    d = depth.detach().float().cpu().numpy()
+    if mode not in ("nearest", "columns"):
+        raise ValueError(f"mode: expected 'nearest' or 'columns', got {mode!r}")
+    d = depth.detach().float().cpu().numpy().copy()
     known = d > 0
     if not known.any():
-        return torch.zeros_like(depth, dtype=torch.float32, device="cpu")
+        return torch.zeros(d.shape, dtype=torch.float32)
+    if mode == "columns":
+        h = d.shape[0]
+        rows = np.arange(h)[:, None].repeat(d.shape[1], 1)
+        above = np.maximum.accumulate(np.where(known, rows, -1), axis=0)
+        below = np.minimum.accumulate(np.where(known, rows, h)[::-1], axis=0)[::-1]
+        ok = (above >= 0) & (below < h) & (below - above <= max_gap) & ~known
+        cols = np.arange(d.shape[1])[None].repeat(h, 0)
+        inv_a = 1.0 / np.where(ok, d[np.clip(above, 0, h - 1), cols], 1.0)
+        inv_b = 1.0 / np.where(ok, d[np.clip(below, 0, h - 1), cols], 1.0)
+        ok &= np.abs(inv_a - inv_b) <= max_jump * np.maximum(inv_a, inv_b)
+        t = np.where(ok, (rows - above) / np.maximum(below - above, 1), 0.0)
+        inv = inv_a + t * (inv_b - inv_a)
+        d = np.where(ok, 1.0 / inv, d).astype(np.float32)
+        known = d > 0
     src = np.where(known, 0, 255).astype(np.uint8)
     dist, labels = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     lut = np.zeros(int(labels.max()) + 1, dtype=np.float32)

@@ -24,7 +24,7 @@ __all__ = [
     "residual_flow",
 ]
 
-GEOMETRIC_MASK_THRESHOLD_PX = 3.0
+GEOMETRIC_MASK_THRESHOLD_PX = 2.0
 """Default residual threshold (px) of :func:`geometric_movable_mask` (chosen on the synthetic world,
 see the README). The released Let Occ Flow code uses 8 px at its loss resolution for keyframes
 0.5 s apart, on rendered depth."""
@@ -54,13 +54,13 @@ def residual_flow(
 
 def geometric_movable_mask(flow: Tensor, flow_valid: Tensor, depth: Tensor, intrinsics: Tensor,
                            cam_t_to_t1: Tensor, *, threshold_px: float = GEOMETRIC_MASK_THRESHOLD_PX,
-                           relative: float = 0.2, fill_distance: float = 12.0, open_px: int = 3,
-                           close_px: int = 5) -> Tensor:
+                           relative: float = 0.1, fill_distance: float = 30.0, fill_mode: str = "columns",
+                           open_px: int = 3, close_px: int = 5) -> Tensor:
     """Pixels that move in the world: |optical flow - rigid flow| above a threshold.
 
-    The sparse LiDAR depth is first filled with the nearest return (up to ``fill_distance``
-    px), the rigid flow of eq. 10 is computed from it and the ego-motion, and a pixel is
-    dynamic when its flow is valid, its depth known and
+    The sparse LiDAR depth is first filled (:func:`pseudolabels.densify_depth`, by default
+    along the image columns, then nearest return up to ``fill_distance`` px), the rigid flow of
+    eq. 10 is computed from it and the ego-motion, and a pixel is dynamic when its flow is valid, its depth known and
     ``|f_opt - f_static| > max(threshold_px, relative * |f_static|)`` (the relative part absorbs
     the error of a filled depth, which scales with the rigid flow). A morphological opening
     (``open_px``) removes isolated pixels and a closing (``close_px``) fills small holes.
@@ -74,6 +74,7 @@ def geometric_movable_mask(flow: Tensor, flow_valid: Tensor, depth: Tensor, intr
         threshold_px: absolute residual threshold, px.
         relative: relative residual threshold (fraction of the rigid flow).
         fill_distance: how far the nearest-return fill reaches, px.
+        fill_mode: how the sparse depth is filled (:func:`pseudolabels.densify_depth`).
         open_px, close_px: structuring element sizes, px (0 or 1 to skip).
 
     Returns:
@@ -84,7 +85,7 @@ def geometric_movable_mask(flow: Tensor, flow_valid: Tensor, depth: Tensor, intr
     check_mask(flow_valid, "flow_valid", (h, w))
     if threshold_px < 0 or relative < 0:
         raise ValueError(f"threshold_px, relative: expected >= 0, got {threshold_px}, {relative}")
-    dense = densify_depth(check_tensor(depth, "depth", dim=2, floating=True), fill_distance)
+    dense = densify_depth(check_tensor(depth, "depth", dim=2, floating=True), fill_distance, mode=fill_mode)
     res, known = residual_flow(flow, dense, intrinsics, cam_t_to_t1)
     static_mag = (flow.float().cpu() - res).norm(dim=0)
     bound = torch.clamp(relative * static_mag, min=threshold_px)

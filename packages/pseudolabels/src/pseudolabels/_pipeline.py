@@ -136,7 +136,7 @@ class CueConfig:
     mask_method: str = "geometric"
     mask_flow: str = "track"
     mask_threshold_px: float = GEOMETRIC_MASK_THRESHOLD_PX
-    mask_relative: float = 0.2
+    mask_relative: float = 0.1
     moving_speed: float = 0.5
     min_depth: float = 1.0
     baseline: float | None = None
