@@ -60,10 +60,11 @@ def geometric_movable_mask(flow: Tensor, flow_valid: Tensor, depth: Tensor, intr
 
     The sparse LiDAR depth is first filled (:func:`pseudolabels.densify_depth`, by default
     along the image columns, then nearest return up to ``fill_distance`` px), the rigid flow of
-    eq. 10 is computed from it and the ego-motion, and a pixel is dynamic when its flow is valid, its depth known and
-    ``|f_opt - f_static| > max(threshold_px, relative * |f_static|)`` (the relative part absorbs
-    the error of a filled depth, which scales with the rigid flow). A morphological opening
-    (``open_px``) removes isolated pixels and a closing (``close_px``) fills small holes.
+    eq. 10 is computed from it and the ego-motion, and a pixel is dynamic when its flow is
+    valid, its depth known and ``|f_opt - f_static| > max(threshold_px, relative * |f_static|)``
+    (the relative part absorbs the error of a filled depth, which scales with the rigid flow).
+    A morphological opening (``open_px``) removes isolated pixels and a closing (``close_px``)
+    fills small holes.
 
     Args:
         flow: [2, H, W] optical flow t -> t+1, px.
