@@ -249,6 +249,61 @@ def _shape(rng: np.random.Generator, kind: str):
     return _barrier() if kind == "barrier" else _cone()
 
 
+def _footprints(trajs_sizes, times: np.ndarray, margin: float) -> tuple[np.ndarray, ...]:
+    """Rectangles [N, T] (centre x, y, cos, sin, half length, half width) of objects over time."""
+    cx, cy, c, s, hl, hw = [], [], [], [], [], []
+    for traj, size in trajs_sizes:
+        pos, yaw, _ = traj.state(times)
+        cx.append(pos[:, 0])
+        cy.append(pos[:, 1])
+        c.append(np.cos(yaw))
+        s.append(np.sin(yaw))
+        hl.append(np.full(len(times), size[0] / 2 + margin))
+        hw.append(np.full(len(times), size[1] / 2 + margin))
+    return tuple(np.array(v) for v in (cx, cy, c, s, hl, hw))
+
+
+def _overlap(a: tuple, b: tuple) -> np.ndarray:
+    """Separating-axis test of rectangles a [T] and b [M, T] -> [M, T] bool (True = they overlap)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    sep = np.zeros(np.broadcast(dx, dy).shape, bool)
+    for r in (a, b):
+        for ax_x, ax_y in ((r[2], r[3]), (-r[3], r[2])):
+            dist = np.abs(dx * ax_x + dy * ax_y)
+            ra = a[4] * np.abs(a[2] * ax_x + a[3] * ax_y) + a[5] * np.abs(-a[3] * ax_x + a[2] * ax_y)
+            rb = b[4] * np.abs(b[2] * ax_x + b[3] * ax_y) + b[5] * np.abs(-b[3] * ax_x + b[2] * ax_y)
+            sep |= dist > ra + rb
+    return ~sep
+
+
+def _collision_free(trajs_sizes, ego: Trajectory, duration: float) -> list[bool]:
+    """Greedy filter (in list order) keeping objects that never overlap a kept one or the ego
+    vehicle (a 4.8 x 2.0 m box around its rear-axle origin) during [0, duration] s."""
+    times = np.arange(0.0, duration + 0.05, 0.05)
+    foot = _footprints(trajs_sizes, times, 0.15)
+    epos, eyaw, _ = ego.state(times)
+    ego_foot = (
+        epos[:, 0] + 1.35 * np.cos(eyaw),
+        epos[:, 1] + 1.35 * np.sin(eyaw),
+        np.cos(eyaw),
+        np.sin(eyaw),
+        np.full(len(times), 2.4 + 0.5),
+        np.full(len(times), 1.0 + 0.3),
+    )
+    keep: list[bool] = []
+    kept_idx: list[int] = []
+    for i in range(len(trajs_sizes)):
+        mine = tuple(v[i] for v in foot)
+        hit = bool(_overlap(ego_foot, tuple(v[None] for v in mine)).any())
+        if not hit and kept_idx:
+            others = tuple(v[kept_idx] for v in foot)
+            hit = bool(_overlap(mine, others).any())
+        keep.append(not hit)
+        if not hit:
+            kept_idx.append(i)
+    return keep
+
+
 # ---------------------------------------------------------------------- layout
 def make_world(seed: int, duration: float, config: WorldConfig | None = None) -> World:
     """Generate a street world decided by ``seed``, long enough for ``duration`` seconds of driving.
@@ -517,10 +572,12 @@ def make_world(seed: int, duration: float, config: WorldConfig | None = None) ->
                 )
             )
 
-    built = []
-    for i, (kind, traj) in enumerate(agents):
-        parts, size = _shape(rng, kind)
-        built.append(Agent(kind, parts, tuple(float(s) for s in size), traj, i + 1))
+    shaped = [(kind, traj, *_shape(rng, kind)) for kind, traj in agents]
+    keep = _collision_free([(traj, size) for _, traj, _, size in shaped], ego, duration)
+    built = [
+        Agent(kind, parts, tuple(float(v) for v in size), traj, n + 1)
+        for n, (kind, traj, parts, size) in enumerate(s for s, k in zip(shaped, keep, strict=True) if k)
+    ]
 
     # Global placement: a multiple of 90 degrees and an offset keeping coordinates positive.
     quarter = int(rng.integers(0, 4))
