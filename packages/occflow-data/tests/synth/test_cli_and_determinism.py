@@ -104,3 +104,36 @@ def test_interrupted_write_leaves_nothing_complete(tmp_path):
         raise RuntimeError("killed")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_never_replaces_data_that_appeared_meanwhile(tmp_path):
+    out = tmp_path / "data"
+    with pytest.raises(FileExistsError), atomic_dir(out, False, {"x": 1}) as tmp:
+        (tmp / "mine.txt").write_text("mine")
+        out.mkdir()
+        (out / "theirs.txt").write_text("theirs")  # another process finished first
+    assert (out / "theirs.txt").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_default_world_reuses_cache(tmp_path, monkeypatch):
+    from occflow_data.synth import NuScenesConfig, default_world
+
+    cfg = NuScenesConfig(
+        scenes=1,
+        keyframes=2,
+        height=24,
+        width=40,
+        camera_sweeps=0,
+        lidar_sweeps=0,
+        lidar_azimuth_bins=90,
+        gt_cues=False,
+    )
+    monkeypatch.setenv("OCCFLOW_CACHE", str(tmp_path / "cache"))
+    first = default_world(config=cfg, progress=False)
+    assert first.parent == tmp_path / "cache" and (first / MARKER).is_file()
+    stamp = (first / MARKER).stat().st_mtime_ns
+    again = default_world(config=cfg, progress=False)
+    assert again == first and (first / MARKER).stat().st_mtime_ns == stamp
+    other = default_world(tmp_path / "elsewhere", config=cfg, progress=False)
+    assert other.parent == tmp_path / "elsewhere"

@@ -164,7 +164,8 @@ def test_lidar_through_written_calibration_hits_rendered_depth(tiny_nuscenes, nu
     sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
     pts = np.fromfile(root / sd["filename"], np.float32).reshape(-1, 5)[:, :3].astype(np.float64)
     lidar_to_global = _record_pose(nusc.get("ego_pose", sd["ego_pose_token"])) @ _record_pose(
-        nusc.get("calibrated_sensor", sd["calibrated_sensor_token"]))
+        nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    )
     good, total = 0, 0
     for i, cam in enumerate(rig.cameras):
         csd = nusc.get("sample_data", sample["data"][cam.name])

@@ -72,6 +72,8 @@ def atomic_dir(out: Path, overwrite: bool, marker: dict):
         save_json(tmp / MARKER, marker)
         old = None
         if out.exists():
+            if any(out.iterdir()) and not overwrite:  # appeared while we were writing
+                raise FileExistsError(f"{out} was filled by someone else while writing; not replaced")
             if any(out.iterdir()):
                 old = Path(tempfile.mkdtemp(prefix=out.name + ".old-", dir=out.parent))
                 os.replace(out, old / "data")
