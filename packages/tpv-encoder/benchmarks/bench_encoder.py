@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/bench_encoder.py [--presets tiny nuscenes kitti] [--device cpu|cuda]
                                           [--repeats 5] [--no-backward] [--threads 2]
+                                          [--grad-checkpoint] [--amp]
 
 Each preset runs in its own subprocess so that CPU peak RSS is per preset. Images are random,
 the camera rig is a ring of N cameras (6 for nuScenes-like presets, 1 for kitti) at 1.5 m.
@@ -39,7 +40,9 @@ def rig(B: int, N: int, H: int, W: int, fov_deg: float = 70.0):
     return K.expand(B, N, 3, 3).clone(), torch.stack(mats).expand(B, N, 4, 4).clone()
 
 
-def run_one(name: str, device: str, repeats: int, backward: bool, threads: int, ckpt: bool) -> dict:
+def run_one(name: str, device: str, repeats: int, backward: bool, threads: int, ckpt: bool,
+            amp: bool) -> dict:
+    import contextlib
     import dataclasses
 
     import torch
@@ -63,15 +66,19 @@ def run_one(name: str, device: str, repeats: int, backward: bool, threads: int, 
         sync()
         t0 = time.perf_counter()
         if bwd:
-            enc(images, K, T).square().mean().backward()
+            with autocast():
+                loss = enc(images, K, T).float().square().mean()
+            loss.backward()
         else:
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 enc(images, K, T)
         sync()
         return time.perf_counter() - t0
 
-    out = {"preset": name + (" +ckpt" if ckpt else ""), "params_M": n_params / 1e6,
-           "backbone_M": n_backbone / 1e6, "cameras": N, "image": f"{H}x{W}",
+    autocast = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if amp \
+        else contextlib.nullcontext
+    out = {"preset": name + (" +ckpt" if ckpt else "") + (" +bf16" if amp else ""),
+           "params_M": n_params / 1e6, "backbone_M": n_backbone / 1e6, "cameras": N, "image": f"{H}x{W}",
            "tpv": "x".join(map(str, cfg.cells)), "device": device}
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     step(False)  # warm-up
@@ -83,7 +90,7 @@ def run_one(name: str, device: str, repeats: int, backward: bool, threads: int, 
     def backbone_only() -> float:
         sync()
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             enc.image_features(images)
         sync()
         return time.perf_counter() - t0
@@ -116,11 +123,12 @@ def main() -> None:
     ap.add_argument("--no-backward", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--grad-checkpoint", action="store_true", help="recompute each layer in backward")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.device, args.repeats, not args.no_backward, args.threads,
-                                  args.grad_checkpoint)))
+                                  args.grad_checkpoint, args.amp)))
         return
     rows = []
     for name in args.presets:
@@ -128,6 +136,7 @@ def main() -> None:
                "--repeats", str(args.repeats), "--threads", str(args.threads)]
         cmd += ["--no-backward"] if args.no_backward else []
         cmd += ["--grad-checkpoint"] if args.grad_checkpoint else []
+        cmd += ["--amp"] if args.amp else []
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             print(f"{name}: failed\n{res.stderr[-2000:]}", file=sys.stderr)

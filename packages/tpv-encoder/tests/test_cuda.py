@@ -44,3 +44,22 @@ def test_encoder_cuda_matches_cpu():
         cpu = enc(images, K, T)
         gpu = enc.cuda()(images.cuda(), K.cuda(), T.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_encoder_trains_under_bf16_autocast():
+    cfg = dataclasses.replace(PRESETS["tiny"], cells=(20, 20, 4), image_size=(64, 96))
+    torch.manual_seed(0)
+    enc = TPVEncoder(cfg).cuda().train()
+    gen = torch.Generator().manual_seed(2)
+    images = torch.rand(1, 2, 3, 64, 96, generator=gen).cuda()
+    f = 48 / math.tan(math.radians(40))
+    K = torch.tensor([[f, 0.0, 47.5], [0.0, f, 31.5], [0.0, 0.0, 1.0]]).expand(1, 2, 3, 3).cuda()
+    T = torch.eye(4).repeat(1, 2, 1, 1)
+    T[:, :, :3, :3] = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    T[:, 1, :3, :3] = T[:, 1, :3, :3] * torch.tensor([-1.0, 1.0, -1.0])
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        vol = enc(images, K, T.cuda())
+    vol.float().square().mean().backward()
+    assert torch.isfinite(vol.float()).all()
+    grads = [p.grad for p in enc.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

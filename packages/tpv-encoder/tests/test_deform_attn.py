@@ -58,7 +58,7 @@ def test_pixel_centre_reads_that_pixel_and_outside_reads_zero():
 
 
 @pytest.mark.parametrize("case", ["value_dim", "shapes_sum", "loc_shape", "weights_shape", "shapes_dtype",
-                                  "not_tensor", "dtype_mismatch"])
+                                  "not_tensor", "int_weights"])
 def test_bad_inputs_raise(case):
     gen = torch.Generator().manual_seed(3)
     value, loc, w = _inputs(gen, dtype=torch.float32)
@@ -76,8 +76,8 @@ def test_bad_inputs_raise(case):
         shapes = SHAPES.float()
     elif case == "not_tensor":
         value, err = value.tolist(), TypeError
-    elif case == "dtype_mismatch":
-        w = w.double()
+    elif case == "int_weights":
+        w = w.long()
     with pytest.raises(err):
         ms_deform_attn(value, shapes, loc, w)
 
@@ -176,3 +176,26 @@ def test_gradient_of_one_input_only(which):
         assert all(a.grad is None for i, a in enumerate(args) if i != which)
         grads.append(args[which].grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-9)
+
+
+def test_mixed_dtypes_promote():
+    gen = torch.Generator().manual_seed(9)
+    value, loc, w = _inputs(gen, dtype=torch.float32)
+    out = ms_deform_attn(value.bfloat16(), SHAPES, loc, w)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ms_deform_attn(value.bfloat16().float(), SHAPES, loc, w))
+
+
+def test_module_under_cpu_autocast_bf16():
+    m = _module(dtype=torch.float32)
+    gen = torch.Generator().manual_seed(10)
+    shapes = torch.tensor([[4, 6], [2, 3]])
+    q = torch.randn(1, 3, 4, generator=gen, requires_grad=True)
+    v = torch.randn(1, 30, 4, generator=gen, requires_grad=True)
+    ref = torch.rand(1, 3, 2, 2, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(q, v, ref, shapes)
+    out.float().sum().backward()
+    ref_out = m(q, v, ref, shapes)
+    torch.testing.assert_close(out.float(), ref_out, rtol=0.05, atol=0.05)
+    assert torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0

@@ -52,7 +52,8 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, sampling_locations: Te
     top-left pixel and ``(1, 1)`` the bottom-right corner of the bottom-right pixel, so pixel
     ``(i, j)`` (row, column) is centred at ``((j + 0.5) / W_l, (i + 0.5) / H_l)``. Samples outside
     the map read zeros (bilinear blend with zero padding). The weights are used as given (the
-    caller normalises them, e.g. by a softmax over levels x points).
+    caller normalises them, e.g. by a softmax over levels x points). Inputs of different floating
+    dtypes are computed in their promoted dtype (bf16 values with fp32 locations run in fp32).
 
     Args:
         value: [B, S, heads, head_dim] values of all levels flattened row-major per level and
@@ -93,8 +94,12 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, sampling_locations: Te
     for name, t in (("sampling_locations", sampling_locations), ("attention_weights", attention_weights)):
         if t.device != value.device:
             raise ValueError(f"{name} is on {t.device} but value is on {value.device}")
-        if t.dtype != value.dtype:
-            raise ValueError(f"{name} has dtype {t.dtype} but value has {value.dtype}")
+    # Mixed dtypes (e.g. bf16 values from a Linear under autocast, fp32 locations) are computed in
+    # their promoted dtype, like F.grid_sample under autocast.
+    dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype),
+                                attention_weights.dtype)
+    value, sampling_locations, attention_weights = (
+        t.to(dtype) for t in (value, sampling_locations, attention_weights))
 
     if torch.is_grad_enabled() and (value.requires_grad or sampling_locations.requires_grad
                                     or attention_weights.requires_grad):
