@@ -42,9 +42,10 @@ def check_float_tensor(x: object, name: str, *, ndim: int | None = None, like: t
 
 
 def check_vertex_field(x: object, name: str, grid: GridSpec, *, channels: int | None = None,
-                       batch: int | None = None, like: torch.Tensor | None = None) -> torch.Tensor:
+                       batch: int | None = None, like: torch.Tensor | None = None,
+                       finite: bool = True) -> torch.Tensor:
     """A vertex field ``[B, C, NX + 1, NY + 1, NZ + 1]`` matching ``grid``."""
-    x = check_float_tensor(x, name, ndim=5, like=like)
+    x = check_float_tensor(x, name, ndim=5, like=like, finite=finite)
     if tuple(x.shape[2:]) != grid.vertex_shape:
         raise ValueError(f"{name} must be a vertex grid [B, C, {', '.join(map(str, grid.vertex_shape))}] "
                          f"(grid.vertex_shape), got shape {tuple(x.shape)}")
@@ -59,11 +60,15 @@ def check_vertex_field(x: object, name: str, grid: GridSpec, *, channels: int | 
     return x
 
 
-def check_rays(origins: object, directions: object, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Origins and unit directions ``[B, R, 3]`` with the batch size, dtype and device of ``like``."""
+def check_rays(origins: object, directions: object, like: torch.Tensor,
+               pending: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origins and unit directions ``[B, R, 3]`` with the batch size, dtype and device of ``like``.
+
+    With ``pending`` (see :func:`raise_pending`) the value checks are deferred and batched.
+    """
     b = like.shape[0]
     for name, x in (("origins", origins), ("directions", directions)):
-        check_float_tensor(x, name, ndim=3, like=like)
+        check_float_tensor(x, name, ndim=3, like=like, finite=pending is None)
         if x.shape[0] != b or x.shape[2] != 3 or x.shape[1] < 1:
             raise ValueError(f"{name} must have shape [B={b}, R>=1, 3], got {tuple(x.shape)}")
     if origins.shape != directions.shape:
@@ -71,11 +76,38 @@ def check_rays(origins: object, directions: object, like: torch.Tensor) -> tuple
                          f"and {tuple(directions.shape)}")
     norm = torch.linalg.vector_norm(directions.detach(), dim=-1)
     bad = (norm - 1.0).abs() > 1e-3
-    if bool(bad.any()):
+
+    def fail() -> None:
         worst = norm[bad][0].item()
         raise ValueError(f"directions must be unit vectors (|d| within 1e-3 of 1); found |d| = {worst:.6g} "
                          f"({int(bad.sum())} ray(s)); normalise them, and drop zero directions")
+
+    if pending is None:
+        if bool(bad.any()):
+            fail()
+    else:
+        pending.append(nonfinite(origins, "origins"))
+        pending.append(nonfinite(directions, "directions"))
+        pending.append((bad.any(), fail))
     return origins, directions
+
+
+def nonfinite(x: torch.Tensor, name: str):
+    """A deferred finiteness check: ``(flag, fail)`` for :func:`raise_pending`."""
+    def fail() -> None:
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+
+    return (~torch.isfinite(x.detach()).all(), fail)
+
+
+def raise_pending(pending: list) -> None:
+    """Evaluate deferred value checks with a single device -> host copy; raise the first failure."""
+    if not pending:
+        return
+    flags = torch.stack([f.reshape(()).to(torch.bool) for f, _ in pending]).tolist()
+    for bad, (_, fail) in zip(flags, pending, strict=True):
+        if bad:
+            fail()
 
 
 def check_distance(x: object, name: str, default: float, shape: tuple[int, int],
@@ -102,7 +134,7 @@ def check_distance(x: object, name: str, default: float, shape: tuple[int, int],
     return x.contiguous()
 
 
-def check_inv_s(inv_s: object, like: torch.Tensor) -> torch.Tensor:
+def check_inv_s(inv_s: object, like: torch.Tensor, pending: list | None = None) -> torch.Tensor:
     """NeuS sharpness: a positive finite float or a one-element tensor (differentiable) -> 0-d tensor."""
     if isinstance(inv_s, bool):
         raise TypeError("inv_s must be a float or a one-element tensor, got bool")
@@ -118,9 +150,17 @@ def check_inv_s(inv_s: object, like: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"inv_s must be a floating-point tensor, got {inv_s.dtype}")
     if inv_s.device != like.device:
         raise ValueError(f"inv_s must be on device {like.device} (like sdf), got {inv_s.device}")
-    value = float(inv_s.detach())
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"inv_s must be positive and finite, got {value}")
+    v = inv_s.detach().reshape(())
+
+    def fail() -> None:
+        raise ValueError(f"inv_s must be positive and finite, got {float(v)}")
+
+    bad = ~(torch.isfinite(v) & (v > 0))
+    if pending is None:
+        if bool(bad):
+            fail()
+    else:
+        pending.append((bad, fail))
     return inv_s.reshape(()).to(like.dtype)
 
 

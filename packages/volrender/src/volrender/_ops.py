@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -9,16 +11,24 @@ from . import _wp
 from ._grid import GridSpec
 
 
-def _geometry(grid: GridSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    lower = torch.tensor(grid.lower, dtype=like.dtype, device=like.device)
-    upper = torch.tensor(grid.upper, dtype=like.dtype, device=like.device)
-    cells = torch.tensor(grid.cells, dtype=like.dtype, device=like.device)
-    return lower, (upper - lower) / cells   # the same arithmetic as the torch reference
+@functools.cache
+def _geometry(grid: GridSpec, dtype: torch.dtype) -> tuple[float, ...]:
+    """``(lx, ly, lz, vx, vy, vz)``: lower corner and voxel size rounded to ``dtype``, computed with the
+    same arithmetic as the torch reference (``(upper - lower) / cells`` in ``dtype``)."""
+    lower = torch.tensor(grid.lower, dtype=dtype)
+    upper = torch.tensor(grid.upper, dtype=dtype)
+    cells = torch.tensor(grid.cells, dtype=dtype)
+    return tuple(lower.tolist()) + tuple(((upper - lower) / cells).tolist())
+
+
+@functools.cache
+def _load_once(kernel, device: str) -> None:
+    """Load (compile on first use) a kernel's Warp module on a device once per process."""
+    _wp.warp().load_module(kernel.module, device=device)
 
 
 def _load(kernel, dev) -> None:
-    wp = _wp.warp()
-    wp.load_module(kernel.module, device=dev)
+    _load_once(kernel, str(dev))
 
 
 def _launch(kernel, n: int, args_of, like: torch.Tensor) -> None:
@@ -30,8 +40,7 @@ def _launch(kernel, n: int, args_of, like: torch.Tensor) -> None:
     dev = _wp.device(like)
     _load(kernel, dev)
     if like.is_cuda:
-        with _wp.torch_stream(like):
-            wp.launch(kernel, dim=n, inputs=args_of(0, 0), device=dev)
+        wp.launch(kernel, dim=n, inputs=args_of(0, 0), device=dev, stream=wp.stream_from_torch(like.device))
         return
     chunks = _chunks_for(n)
     _wp.launch_chunked(lambda c, off, cnt: wp.launch(kernel, dim=cnt, inputs=args_of(c, off), device=dev),
@@ -64,17 +73,17 @@ class RenderRaysFn(torch.autograd.Function):
         opacity = torch.zeros((b, r), **opts)
         feat_out = torch.zeros((b, r, c), **opts)
         weights = torch.zeros((b, r, n_samples) if want_weights else (0,), **opts)
-        lower, voxel = _geometry(grid, sdf)
+        geo = _geometry(grid, sdf.dtype)
         inv_s = inv_s.detach().reshape(1).contiguous()
         fwd, _ = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
-        a = [_wp.arr(x, sdf) for x in (sdf, features, lower, voxel, origins, dirs, t0, t1, edges, inv_s,
+        a = [_wp.arr(x, sdf) for x in (sdf, features, origins, dirs, t0, t1, edges, inv_s,
                                           depth, opacity, feat_out, weights)]
-        (w_sdf, w_feat, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
+        (w_sdf, w_feat, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
          w_depth, w_opacity, w_feat_out, w_weights) = a
 
         def args_of(_chunk, offset):
-            return [w_sdf, w_feat, c, nx, ny, nz, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges,
+            return [w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
                     int(edges is not None), r, n_samples, w_inv_s, thr, offset, int(want_weights),
                     w_depth, w_opacity, w_feat_out, w_weights]
 
@@ -117,19 +126,19 @@ class RenderRaysFn(torch.autograd.Function):
         grad_sdf = [torch.zeros_like(sdf) for _ in range(chunks)]
         grad_feat = [torch.zeros_like(features) if want_feat_grad else None for _ in range(chunks)]
         grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
-        lower, voxel = _geometry(grid, sdf)
+        geo = _geometry(grid, sdf.dtype)
         _, bwd = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
-        w = [_wp.arr(x, sdf) for x in (sdf, features if c > 0 else None, lower, voxel, origins, dirs, t0,
+        w = [_wp.arr(x, sdf) for x in (sdf, features if c > 0 else None, origins, dirs, t0,
                                        t1, edges, inv_s, g_depth, g_opacity, g_feat, g_weights, total,
                                        grad_inv_s)]
-        (w_sdf, w_feat, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
+        (w_sdf, w_feat, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
          w_gd, w_go, w_gf, w_gw, w_total, w_gs) = w
         w_grad_sdf = [_wp.arr(x, sdf) for x in grad_sdf]
         w_grad_feat = [_wp.arr(x, sdf) for x in grad_feat]
 
         def args_of(chunk, offset):
-            return [w_sdf, w_feat, c, nx, ny, nz, w_lower, w_voxel, w_o, w_d, w_t0, w_t1, w_edges,
+            return [w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
                     int(ctx.stratified), r, n_samples, w_inv_s, ctx.thr, offset,
                     w_gd, w_go, w_gf, w_gw, int(has_gw), w_total, int(want_feat_grad),
                     w_grad_sdf[chunk], w_grad_feat[chunk], w_gs]
@@ -165,16 +174,16 @@ class ReprojectFn(torch.autograd.Function):
         col = torch.zeros((b, r, k, ch), **opts)
         err = torch.zeros((b, r, k), **opts)
         cov = torch.zeros((b, r, k), **opts)
-        lower, voxel = _geometry(grid, sdf)
+        geo = _geometry(grid, sdf.dtype)
         inv_s = inv_s.detach().reshape(1).contiguous()
         fwd, _ = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
-        a = [_wp.arr(x, sdf) for x in (sdf, flow, lower, voxel, origins, dirs, t0, t1, edges, inv_s, images,
+        a = [_wp.arr(x, sdf) for x in (sdf, flow, None, None, origins, dirs, t0, t1, edges, inv_s, images,
                                           intrinsics, target_from_grid, flow_scale, source, opacity, col, err,
                                           cov)]
 
         def args_of(_chunk, offset):
-            return [a[0], a[1], c_flow, nx, ny, nz, a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+            return [a[0], a[1], c_flow, nx, ny, nz, *geo, a[4], a[5], a[6], a[7], a[8],
                     int(edges is not None), r, n_samples, a[9], thr, offset, a[10], k, ch, h, w, a[11], a[12],
                     a[13], a[14], a[15], a[16], a[17], a[18]]
 
@@ -211,10 +220,10 @@ class ReprojectFn(torch.autograd.Function):
         grad_flow = [torch.zeros_like(flow) if want_flow else None for _ in range(chunks)]
         grad_images = [torch.zeros_like(images) if want_images else None for _ in range(chunks)]
         grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
-        lower, voxel = _geometry(grid, sdf)
+        geo = _geometry(grid, sdf.dtype)
         _, bwd = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
-        a = [_wp.arr(x, sdf) for x in (sdf, flow, lower, voxel, origins, dirs, t0, t1, edges, inv_s, images,
+        a = [_wp.arr(x, sdf) for x in (sdf, flow, None, None, origins, dirs, t0, t1, edges, inv_s, images,
                                           intrinsics, target_from_grid, flow_scale, source, g_opacity, g_col,
                                           g_err, g_cov, total, grad_inv_s)]
         w_sdf = [_wp.arr(x, sdf) for x in grad_sdf]
@@ -222,7 +231,7 @@ class ReprojectFn(torch.autograd.Function):
         w_img = [_wp.arr(x, sdf) for x in grad_images]
 
         def args_of(chunk, offset):
-            return [a[0], a[1], c_flow, nx, ny, nz, a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+            return [a[0], a[1], c_flow, nx, ny, nz, *geo, a[4], a[5], a[6], a[7], a[8],
                     int(ctx.stratified), r, ctx.n_samples, a[9], ctx.thr, offset, a[10], k, ch, h, w, a[11],
                     a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], int(want_flow), int(want_images),
                     w_sdf[chunk], w_flow[chunk], w_img[chunk], a[20]]

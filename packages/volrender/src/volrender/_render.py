@@ -49,12 +49,16 @@ class _Prepared:
 def _prepare(sdf, features, grid, origins, directions, n_samples, inv_s, near, far, stratified, generator,
              transmittance_threshold) -> _Prepared:
     grid = C.check_grid(grid)
-    sdf = C.check_vertex_field(sdf, "sdf", grid, channels=1)
+    pending: list = []        # value checks, evaluated together with one device -> host copy
+    sdf = C.check_vertex_field(sdf, "sdf", grid, channels=1, finite=False)
+    pending.append(C.nonfinite(sdf, "sdf"))
     if features is not None:
-        features = C.check_vertex_field(features, "features", grid, batch=sdf.shape[0], like=sdf)
-    origins, directions = C.check_rays(origins, directions, sdf)
+        features = C.check_vertex_field(features, "features", grid, batch=sdf.shape[0], like=sdf,
+                                        finite=False)
+        pending.append(C.nonfinite(features, "features"))
+    origins, directions = C.check_rays(origins, directions, sdf, pending)
     C.check_int(n_samples, "n_samples", 1)
-    inv_s = C.check_inv_s(inv_s, sdf)
+    inv_s = C.check_inv_s(inv_s, sdf, pending)
     shape = tuple(origins.shape[:2])
     near_t = C.check_distance(near, "near", 0.0, shape, sdf)
     far_t = C.check_distance(far, "far", float("inf"), shape, sdf)
@@ -63,6 +67,7 @@ def _prepare(sdf, features, grid, origins, directions, n_samples, inv_s, near, f
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     threshold = C.check_threshold(transmittance_threshold, "transmittance_threshold")
+    C.raise_pending(pending)
     origins = origins.detach().contiguous()
     directions = directions.detach().contiguous()
     t0, t1 = ref.ray_box_interval(origins, directions, grid, near_t, far_t)

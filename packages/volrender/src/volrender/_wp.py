@@ -62,23 +62,3 @@ def launch_chunked(launch: Callable[[int, int, int], None], n: int, chunks: int)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         for f in [pool.submit(launch, *job) for job in jobs]:
             f.result()
-
-
-class torch_stream:
-    """Context: on CUDA, run Warp launches on torch's current stream."""
-
-    def __init__(self, t: torch.Tensor):
-        self._ctx = None
-        if t.is_cuda:
-            wp = warp()
-            self._ctx = wp.ScopedStream(wp.stream_from_torch(t.device))
-
-    def __enter__(self):
-        if self._ctx is not None:
-            self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
-        return False

@@ -43,7 +43,8 @@ def build(scalar):
 
     @wp.kernel(module="unique", enable_backward=False)
     def forward(sdf: wp.array(dtype=scalar), flow: wp.array(dtype=scalar), n_flow: int,
-                nx: int, ny: int, nz: int, lower: wp.array(dtype=scalar), voxel: wp.array(dtype=scalar),
+                nx: int, ny: int, nz: int, lx: scalar, ly: scalar, lz: scalar,
+                vx: scalar, vy: scalar, vz: scalar,
                 origins: wp.array(dtype=scalar), dirs: wp.array(dtype=scalar),
                 t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
                 edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
@@ -65,12 +66,6 @@ def build(scalar):
         dx = dirs[3 * ray]
         dy = dirs[3 * ray + 1]
         dz = dirs[3 * ray + 2]
-        lx = lower[0]
-        ly = lower[1]
-        lz = lower[2]
-        vx = voxel[0]
-        vy = voxel[1]
-        vz = voxel[2]
         sy = nz
         sx = ny * nz
         nvert = nx * ny * nz
@@ -175,7 +170,8 @@ def build(scalar):
 
     @wp.kernel(module="unique", enable_backward=False)
     def backward(sdf: wp.array(dtype=scalar), flow: wp.array(dtype=scalar), n_flow: int,
-                 nx: int, ny: int, nz: int, lower: wp.array(dtype=scalar), voxel: wp.array(dtype=scalar),
+                 nx: int, ny: int, nz: int, lx: scalar, ly: scalar, lz: scalar,
+                vx: scalar, vy: scalar, vz: scalar,
                  origins: wp.array(dtype=scalar), dirs: wp.array(dtype=scalar),
                  t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
                  edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
@@ -200,12 +196,6 @@ def build(scalar):
         dx = dirs[3 * ray]
         dy = dirs[3 * ray + 1]
         dz = dirs[3 * ray + 2]
-        lx = lower[0]
-        ly = lower[1]
-        lz = lower[2]
-        vx = voxel[0]
-        vy = voxel[1]
-        vz = voxel[2]
         sy = nz
         sx = ny * nz
         nvert = nx * ny * nz
