@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -52,8 +53,8 @@ class DatasetConfig:
         name: ``"nuscenes"``, ``"kitti-odometry"`` or ``"kitti-tracking"``.
         root: dataset root (nuScenes dataroot; the odometry ``dataset`` folder holding
             ``sequences/``; the tracking folder holding ``training/``).
-        splits: split names or scene/sequence names; empty = every scene (nuScenes: the
-            ``train`` and ``val`` splits, or ``mini_train`` and ``mini_val`` for v1.0-mini).
+        splits: split names or scene/sequence names; empty = every scene of the dataset
+            (nuScenes: every scene in ``<root>/<version>/scene.json``).
         version: nuScenes table version.
         cameras: camera names in cache order, or empty for the reader's default.
     """
@@ -81,9 +82,8 @@ class DatasetConfig:
         )
         cams = {"cameras": self.cameras} if self.cameras else {}
         if self.name == "nuscenes":
-            splits = self.splits or (
-                ("mini_train", "mini_val") if "mini" in self.version else ("train", "val")
-            )
+            table = Path(self.root) / self.version / "scene.json"
+            splits = self.splits or tuple(_nuscenes_scene_names(table))
             named = [s for s in splits if not s.startswith("scene-")]
             scenes = [s for s in splits if s.startswith("scene-")]
             groups: list[Any] = [*named] + ([scenes] if scenes else [])
@@ -101,6 +101,15 @@ class DatasetConfig:
         if len(self.splits) == 1 and self.splits[0] == "all":
             split = "all"
         return [od.KittiTrackingSequences(self.root, split, cfg, verbose=False, **cams)]
+
+
+def _nuscenes_scene_names(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"nuScenes scene table not found: {path} (is --version right?)")
+    names = [rec["name"] for rec in json.loads(path.read_text())]
+    if not names:
+        raise ValueError(f"{path}: no scenes")
+    return names
 
 
 @dataclass(frozen=True)
