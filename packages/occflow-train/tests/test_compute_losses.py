@@ -116,3 +116,23 @@ def test_reprojection_near_zero_for_the_true_plane_and_larger_for_wrong_depth(sc
     for wrong in (0.25, -0.25, 0.5):
         assert values[wrong] > 2.5 * values[0.0]
     assert values[0.0] < values[0.1] < values[0.25] < values[0.5]
+
+
+@pytest.mark.slow
+def test_warp_and_torch_backends_agree(scene, scene_sample):
+    sdf = scene.sdf_grid(SCENE_GRID) + 0.1
+    results = {}
+    for backend in ("torch", "warp"):
+        s = sdf.clone().requires_grad_(True)
+        f = scene.flow_grid(SCENE_GRID).requires_grad_(True)
+        render = RenderConfig(rays_per_camera=(12, 16), n_samples=64, lidar_rays=128, backend=backend,
+                              stratified=False, lidar_origin=(0.0, 0.0, 1.8))
+        out = compute_losses(SceneField(s, f, SCENE_GRID), scene_sample, 2, None, render, inv_s=50.0,
+                             generator=torch.Generator().manual_seed(0))
+        out["total"].backward()
+        results[backend] = (out, s.grad, f.grad)
+    (a, ga_s, ga_f), (b, gb_s, gb_f) = results["torch"], results["warp"]
+    for key in a:
+        assert b[key].item() == pytest.approx(a[key].item(), rel=1e-4, abs=1e-6), key
+    assert torch.allclose(ga_s, gb_s, atol=1e-6 * max(1.0, ga_s.abs().max().item()) * 10)
+    assert torch.allclose(ga_f, gb_f, atol=1e-6 * max(1.0, ga_f.abs().max().item()) * 10)

@@ -19,6 +19,7 @@ from occflow_train import (
     flow_head,
     sdf_head,
 )
+from volrender import GridSpec
 
 
 def _rig(n, H, W):
@@ -178,3 +179,28 @@ def test_count_parameters_paper_presets():
     assert counts["flow_head"] == 2 * (96 * 96 + 96) + 96 * 2 + 2
     assert counts["refine"] > 27 * r.channels[-1] ** 2 * 2 * r.blocks[-1]  # the 768-channel stage dominates
     assert counts["total"] > 2e8
+
+
+def test_model_to_losses_end_to_end(scene):
+    """OccFlowModel -> SceneField -> compute_losses (stage 2) -> gradients in every module."""
+    from occflow_train import LossConfig, RenderConfig, compute_losses
+
+    base = _small_config()
+    box = {"lower": (-8.0, -8.0, -1.0), "upper": (8.0, 8.0, 3.0)}
+    cfg = replace(base, encoder=replace(base.encoder, cells=(16, 16, 4), image_size=scene.size, **box),
+                  fusion=replace(base.fusion, **box))
+    assert cfg.grid == GridSpec(box["lower"], box["upper"], (32, 32, 8))
+    torch.manual_seed(0)
+    model = OccFlowModel(cfg)
+    batch = collate_samples([scene.sample(history=1), scene.sample(history=1)])
+    field = model(batch)
+    render = RenderConfig(rays_per_camera=(6, 8), n_samples=32, lidar_rays=64, backend="torch",
+                          lidar_origin=(0.0, 0.0, 1.8))
+    losses = compute_losses(field, batch, 2, LossConfig(), render, inv_s=model.inv_s(),
+                            generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(losses["total"])
+    losses["total"].backward()
+    for name in ("encoder", "refine", "sdf_head", "flow_head"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+    assert model.deviation.grad is not None and model.deviation.grad.abs() > 0
