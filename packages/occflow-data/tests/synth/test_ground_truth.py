@@ -136,20 +136,22 @@ def test_occupancy_raycast_agrees_with_lidar(scene):
     cos = np.abs(np.sum(normal * dirs[keep], axis=1))
     slack = float(np.linalg.norm(OCC3D_NUSCENES.voxel_size)) / np.maximum(cos, 0.05)
 
-    def agreement(h) -> np.ndarray:
-        e, x = h.entry[0].numpy(), h.exit[0].numpy()
-        return h.hit[0].numpy() & (e <= r + 0.05) & (r - e <= slack + 0.05) & (x >= e)
+    def errors(h) -> tuple[float, float]:
+        e, hit = h.entry[0].numpy(), h.hit[0].numpy()
+        late = ~hit | (e > r + 0.05)  # the ray passes its LiDAR hit without meeting an occupied voxel
+        early = hit & (r - e > slack + 0.05)  # it meets occupancy well before the surface
+        return float(late.mean()), float(early.mean())
 
     assert keep.sum() > 1000
-    agree = agreement(hits)
-    assert agree.mean() > 0.95  # the rest graze past a neighbouring voxel (poles, car edges)
+    late, early = errors(hits)
+    assert late < 0.01
+    assert early < 0.1  # rays grazing a neighbouring voxel (under car bodies, past crowns and poles)
     # The voxel holding each LiDAR hit is occupied.
     idx = np.floor((pts[keep] - lo) / np.array(OCC3D_NUSCENES.voxel_size)).astype(int)
     assert (sem[idx[:, 0], idx[:, 1], idx[:, 2]] != 17).mean() > 0.98
-    # A grid lifted by two voxels (0.8 m) no longer explains the ranges.
-    shifted = torch.roll(occupied, 2, dims=3)
-    agree2 = agreement(raycast_voxels(shifted, OCC3D_NUSCENES, o, d, 100.0))
-    assert agree2.mean() < agree.mean() - 0.2
+    # A grid lifted or lowered by two voxels (0.8 m) no longer explains the ranges.
+    assert errors(raycast_voxels(torch.roll(occupied, 2, dims=3), OCC3D_NUSCENES, o, d, 100.0))[1] > 0.3
+    assert errors(raycast_voxels(torch.roll(occupied, -2, dims=3), OCC3D_NUSCENES, o, d, 100.0))[0] > 0.3
 
 
 def test_voxel_flow_is_object_velocity(scene):

@@ -39,6 +39,7 @@ class WorldConfig:
         pedestrians: multiplier of the number of pedestrians.
         parked_density: probability that a parking slot holds a vehicle.
         cross_street_spacing: range of distances between cross streets.
+        turn_probability: chance that the ego turns right into a cross street (when one is in reach).
     """
 
     half_width: float = 60.0
@@ -48,6 +49,7 @@ class WorldConfig:
     pedestrians: float = 1.0
     parked_density: float = 0.6
     cross_street_spacing: tuple[float, float] = (70.0, 110.0)
+    turn_probability: float = 0.35
 
     def __post_init__(self) -> None:
         if not self.half_width >= 30.0:
@@ -333,7 +335,7 @@ def make_world(seed: int, duration: float, config: WorldConfig | None = None) ->
     ego_path = Path.from_points(
         np.stack([xs, -LANE / 2 + amp * np.sin(2 * np.pi * xs / wavelength + phase)], 1)
     )
-    ego = Trajectory(ego_path, profile, 0.0)
+    turn_draw = rng.uniform()
 
     x_lo, x_hi = -cfg.margin, np.ceil((ego_len + cfg.margin) / 10) * 10
     y_hi = cfg.half_width
@@ -344,6 +346,24 @@ def make_world(seed: int, duration: float, config: WorldConfig | None = None) ->
         cross.append(round(x * 2) / 2)
         x += rng.uniform(*cfg.cross_street_spacing)
     cross = np.array(cross)
+    # Some drives turn right into a cross street (radius 5.75 m, from the right lane into the
+    # cross street's right lane) when one lies ahead with little road left after it.
+    turn_radius = ROAD_HALF - LANE / 2
+    turnable = [
+        xc
+        for xc in cross
+        if xc - LANE / 2 - turn_radius >= 20.0
+        and ego_len - (xc - LANE / 2 - turn_radius) - turn_radius * np.pi / 2 <= 45.0
+        and xc - LANE / 2 - turn_radius < ego_len
+    ]
+    if turnable and turn_draw < cfg.turn_probability:
+        x_turn = turnable[0] - LANE / 2 - turn_radius
+        ego_path = Path.from_segments(
+            (0.0, -LANE / 2),
+            0.0,
+            [("line", x_turn), ("arc", turn_radius, -np.pi / 2), ("line", ego_len + 20.0)],
+        )
+    ego = Trajectory(ego_path, profile, 0.0)
 
     # Ground grid.
     nx, ny = int(round((x_hi - x_lo) / CELL)), int(round(2 * y_hi / CELL))
@@ -429,6 +449,26 @@ def make_world(seed: int, duration: float, config: WorldConfig | None = None) ->
                 y = side * (ROAD_HALF + 1.2)
                 static.add_on(x, y, HEIGHT[C.SIDEWALK], (0.1, 0.1, 2.4), 0, C.POLE)
                 static.add_on(x, y, HEIGHT[C.SIDEWALK] + 2.0, (0.06, 0.7, 0.7), 0, C.SIGN)
+    # Along the cross streets beyond the main street's blocks: buildings and trees.
+    for xc in cross:
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                y = 37.0 + rng.uniform(0, 4)
+                while y < y_hi - 6:
+                    w = rng.uniform(8, 16)
+                    if y + w > y_hi - 1:
+                        break
+                    depth = rng.uniform(8, 14)
+                    xm = xc + sx * (CROSS_WALK + 1.5 + depth / 2)
+                    static.add_on(
+                        xm, sy * (y + w / 2), HEIGHT[C.TERRAIN], (depth, w, rng.uniform(5, 15)), 0, C.BUILDING
+                    )
+                    y += w + rng.uniform(2, 6)
+                for y in np.arange(STRIP_OUT + 2.0, y_hi - 2, rng.uniform(9, 13)):
+                    if y > 35.0:
+                        x = xc + sx * (CROSS_WALK - 0.6)
+                        static.add_on(x, sy * y, HEIGHT[C.SIDEWALK], (0.3, 0.3, 2.8), 0, C.TRUNK)
+                        static.add_on(x, sy * y, HEIGHT[C.SIDEWALK] + 2.5, (2.4, 2.4, 2.2), 0.4, C.FOLIAGE)
     # Traffic lights at the corners of crossings.
     for xc in cross:
         for sx, sy in ((-1, -1), (1, 1)):
