@@ -200,3 +200,21 @@ def test_raft_epe_with_real_weights(scenes):
         flow, _ = est.estimate(s["image_t"], s["image_t1"])
         errs.append((flow - s["flow"]).norm(dim=0)[s["visible"]].mean())
     assert torch.stack(errs).mean() < EPE_BOUND["medium"]
+
+
+def test_scaled_flow_at_half_resolution(toy_scene_factory):
+    """DIS medium on half-size images, flow brought back to full size.
+
+    Measured on the 240 x 400 constructed scene (seeds 0, 1): EPE 1.18 and 2.11 px over visible
+    pixels at half resolution vs 0.43 and 1.79 px at full resolution.
+    """
+    errs = []
+    for seed in range(2):
+        s = toy_scene_factory(seed, h=240, w=400)
+        flow, valid = pl.ScaledFlow(pl.DISFlow("medium"), 0.5).estimate(s["image_t"], s["image_t1"])
+        assert flow.shape == (2, 240, 400) and valid.shape == (240, 400)
+        errs.append((flow - s["flow"]).norm(dim=0)[s["visible"]].mean())
+        assert valid.float().mean() > 0.5
+    assert torch.stack(errs).mean() < 2.2
+    with pytest.raises(ValueError, match="scale"):
+        pl.ScaledFlow(pl.DISFlow("fast"), 1.5)
