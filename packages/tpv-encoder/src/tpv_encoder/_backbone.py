@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -140,6 +139,8 @@ class ImageBackbone(nn.Module):
     def __init__(self, name: str, out_indices: Sequence[int], out_channels: int, num_levels: int,
                  checkpoint: str | Path | None = None, grad_checkpoint: bool = False) -> None:
         super().__init__()
+        import timm  # imported here: importing timm takes seconds, and ms_deform_attn users need none of it
+
         try:
             self.body = timm.create_model(name, pretrained=False, features_only=True,
                                           out_indices=tuple(out_indices))
