@@ -21,6 +21,15 @@ def default_world_config() -> NuScenesConfig:
         scenes=4, keyframes=20, seed=0, height=112, width=200, camera_sweeps=2, lidar_sweeps=0
     )
 
+def _source_digest() -> str:
+    """Digest of the generator's source files, so a changed generator never reuses a stale cache."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def default_world(
     cache_dir: str | os.PathLike | None = None,
     device: str = "cpu",
@@ -29,10 +38,11 @@ def default_world(
 ) -> Path:
     """Return the folder of the default synthetic nuScenes-layout dataset, generating it on first use.
 
-    The folder is ``<cache>/synth-nuscenes-<hash>`` where ``<hash>`` covers the config and the package
-    version, so a changed generator never reuses stale data. ``<cache>`` is ``cache_dir``, else the
-    environment variable ``OCCFLOW_CACHE``, else ``~/.cache/occflow``. Generation is atomic; concurrent
-    callers (e.g. two training processes) both succeed and one copy is kept.
+    The folder is ``<cache>/synth-nuscenes-<hash>`` where ``<hash>`` covers the config, the package
+    version and the generator's source files, so a changed generator never reuses stale data.
+    ``<cache>`` is ``cache_dir``, else the environment variable ``OCCFLOW_CACHE``, else
+    ``~/.cache/occflow``. Generation is atomic; concurrent callers (e.g. two training processes)
+    both succeed and one copy is kept.
 
     Args:
         cache_dir: cache root folder.
@@ -47,7 +57,7 @@ def default_world(
     if not isinstance(cfg, NuScenesConfig):
         raise TypeError(f"config must be a NuScenesConfig, got {type(cfg).__name__}")
     root = Path(cache_dir or os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "occflow").expanduser()
-    key = hashlib.sha256(f"{cfg!r}|{__version__}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{cfg!r}|{__version__}|{_source_digest()}".encode()).hexdigest()[:12]
     out = root / f"synth-nuscenes-{key}"
     if (out / MARKER).is_file():
         return out
