@@ -107,7 +107,10 @@ def main() -> None:
                 k = torch.from_numpy(info.intrinsics[c])
                 c2e = torch.from_numpy(info.cam_to_ego[c])
                 motion = pl.camera_motion(
-                    c2e, torch.from_numpy(info.ego_to_global), c2e, torch.from_numpy(nxt.ego_to_global)
+                    c2e,
+                    torch.from_numpy(info.ego_to_global),
+                    torch.from_numpy(nxt.cam_to_ego[c]),
+                    torch.from_numpy(nxt.ego_to_global),
                 )
                 h, w = imgs_t[c].shape[-2:]
                 depth = pl.lidar_depth_map(lidar, k, c2e, (h, w), min_depth=1.0)

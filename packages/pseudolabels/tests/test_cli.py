@@ -217,3 +217,40 @@ def test_two_workers_match_one(kitti_toy, tmp_path):
     assert _run("flow", kitti_toy, tmp_path / "one") == 0
     assert _run("flow", kitti_toy, tmp_path / "two", "--workers", "2") == 0
     _same(_arrays(tmp_path / "one", "flow"), _arrays(tmp_path / "two", "flow"))
+
+
+def test_geometric_mask_uses_each_frames_camera_pose(tmp_path):
+    """nuScenes readers fold the per-camera ego motion into ``cam_to_ego`` of each frame: the
+    mask must take the camera pose of t+1 from the next frame. A static wall and one moving patch,
+    with the camera motion only in ``cam_to_ego``."""
+    from types import SimpleNamespace
+
+    from pseudolabels._pipeline import CueConfig, DatasetConfig, _Work
+
+    h, w = 48, 64
+    k = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
+    c2e_t = np.array([[0, 0, 1, 0.0], [-1, 0, 0, 0], [0, -1, 0, 1.5], [0, 0, 0, 1]])
+    c2e_t1 = c2e_t.copy()
+    c2e_t1[0, 3] = 1.0  # 1 m further along ego x at the camera's own timestamp
+    info = SimpleNamespace(
+        key="t", image_paths=("a.jpg",), intrinsics=k[None], cam_to_ego=c2e_t[None], ego_to_global=np.eye(4)
+    )
+    nxt = SimpleNamespace(
+        key="t1", image_paths=("b.jpg",), intrinsics=k[None], cam_to_ego=c2e_t1[None], ego_to_global=np.eye(4)
+    )
+    motion = torch.linalg.inv(torch.from_numpy(c2e_t1)) @ torch.from_numpy(c2e_t)
+    depth = torch.full((h, w), 8.0)
+    flow, _ = pl.rigid_flow(depth, torch.from_numpy(k), motion)
+    flow[:, 10:30, 20:40] += torch.tensor([6.0, 0.0]).view(2, 1, 1)  # a patch moving right
+    cues.save_cue(
+        tmp_path, "flow", "t", {"flow": flow[None].half().numpy(), "valid": np.ones((1, h, w), bool)}
+    )
+    sparse = torch.zeros(h, w)
+    sparse[::4] = depth[::4]
+    cues.save_cue(tmp_path, "depth", "t", {"depth": sparse[None].half().numpy()})
+    reader = SimpleNamespace(frame_info=lambda i: info, next_frame_info=lambda i: nxt)
+    work = _Work(DatasetConfig("nuscenes", str(tmp_path)), CueConfig("mask", mask_flow="flow"), str(tmp_path))
+    mask = torch.from_numpy(work.geometric_masks(reader, 0, info, [(h, w)])["mask"][0])
+    patch = torch.zeros(h, w, dtype=torch.bool)
+    patch[10:30, 20:40] = True
+    assert ((mask & patch).sum() / (mask | patch).sum()) > 0.8

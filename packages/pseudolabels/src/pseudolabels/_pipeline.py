@@ -338,7 +338,10 @@ class _Work:
         for c in range(len(info.image_paths)):
             c2e = torch.from_numpy(info.cam_to_ego[c])
             motion = camera_motion(
-                c2e, torch.from_numpy(info.ego_to_global), c2e, torch.from_numpy(nxt.ego_to_global)
+                c2e,
+                torch.from_numpy(info.ego_to_global),
+                torch.from_numpy(nxt.cam_to_ego[c]),
+                torch.from_numpy(nxt.ego_to_global),
             )
             masks.append(
                 geometric_movable_mask(
