@@ -375,3 +375,16 @@ def test_inverted_box_is_rejected():
 def test_public_names_resolve():
     for name in volrender.__all__:
         assert getattr(volrender, name) is not None
+
+
+def test_non_contiguous_inputs_match_contiguous():
+    grid, sdf, feats, o, d = _random_case(torch.float64, b=1, r=64)
+    sdf_nc = sdf.transpose(2, 4).contiguous().transpose(2, 4)          # same values, permuted strides
+    feats_nc = feats.transpose(1, 3).contiguous().transpose(1, 3)
+    o_nc = o.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not (sdf_nc.is_contiguous() or feats_nc.is_contiguous() or o_nc.is_contiguous())
+    a = _forward_backward("warp", grid, sdf, feats, o, d, 6.0, n_samples=24)
+    b = _forward_backward("warp", grid, sdf_nc, feats_nc, o_nc, d, 6.0, n_samples=24)
+    torch.testing.assert_close(a[0].depth, b[0].depth, rtol=0, atol=0)
+    for x, y in zip(a[1:], b[1:], strict=True):
+        torch.testing.assert_close(x, y)

@@ -86,6 +86,18 @@ def test_warp_matches_torch_cuda(dtype):
     _compare(dtype, device="cuda", flow_scale=[1.0, -0.5])
 
 
+def test_non_contiguous_images_and_flow():
+    sdf, flow, o, d, src, images, intr, poses = _case(torch.float64, b=1, r=40)
+    images_nc = images.transpose(3, 4).contiguous().transpose(3, 4)
+    flow_nc = flow.transpose(1, 4).contiguous().transpose(1, 4)
+    assert not (images_nc.is_contiguous() or flow_nc.is_contiguous())
+    a, ga = _run("warp", sdf, flow, o, d, src, images, intr, poses)
+    b, gb = _run("warp", sdf, flow_nc, o, d, src, images_nc, intr, poses)
+    torch.testing.assert_close(a.colors, b.colors, rtol=0, atol=0)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y)
+
+
 def test_warp_gradcheck_float64():
     sdf, flow, o, d, src, images, intr, poses = _case(torch.float64, b=1, r=4, ch=2, h=6, w=7)
     intr = intr.clone()

@@ -51,6 +51,11 @@ def _chunks_for(n: int) -> int:
     return _wp.cpu_chunks(n)
 
 
+def _zeros(like: torch.Tensor) -> torch.Tensor:
+    """A contiguous zero buffer shaped like ``like`` (``zeros_like`` would keep permuted strides)."""
+    return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
+
+
 def _clone(g: torch.Tensor | None, shape, like: torch.Tensor) -> torch.Tensor:
     """Incoming gradients, cloned into fresh contiguous buffers before Warp sees them."""
     if g is None:
@@ -123,8 +128,8 @@ class RenderRaysFn(torch.autograd.Function):
         want_feat_grad = ctx.has_features and ctx.needs_input_grad[1]
 
         chunks = 1 if sdf.is_cuda else _chunks_for(n)
-        grad_sdf = [torch.zeros_like(sdf) for _ in range(chunks)]
-        grad_feat = [torch.zeros_like(features) if want_feat_grad else None for _ in range(chunks)]
+        grad_sdf = [_zeros(sdf) for _ in range(chunks)]
+        grad_feat = [_zeros(features) if want_feat_grad else None for _ in range(chunks)]
         grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
         geo = _geometry(grid, sdf.dtype)
         _, bwd = build(_wp.scalar_type(sdf.dtype))
@@ -216,9 +221,9 @@ class ReprojectFn(torch.autograd.Function):
         want_flow = ctx.has_flow and ctx.needs_input_grad[1]
         want_images = ctx.needs_input_grad[2]
         chunks = 1 if sdf.is_cuda else _chunks_for(n)
-        grad_sdf = [torch.zeros_like(sdf) for _ in range(chunks)]
-        grad_flow = [torch.zeros_like(flow) if want_flow else None for _ in range(chunks)]
-        grad_images = [torch.zeros_like(images) if want_images else None for _ in range(chunks)]
+        grad_sdf = [_zeros(sdf) for _ in range(chunks)]
+        grad_flow = [_zeros(flow) if want_flow else None for _ in range(chunks)]
+        grad_images = [_zeros(images) if want_images else None for _ in range(chunks)]
         grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
         geo = _geometry(grid, sdf.dtype)
         _, bwd = build(_wp.scalar_type(sdf.dtype))

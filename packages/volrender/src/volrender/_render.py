@@ -168,8 +168,8 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
         from ._ops import RenderRaysFn
 
         depth, opacity, feats, weights = RenderRaysFn.apply(
-            p.sdf, p.features, p.inv_s, grid, p.origins, p.directions, p.t0, p.t1, p.edges, n_samples,
-            p.threshold, return_samples)
+            p.sdf.contiguous(), None if p.features is None else p.features.contiguous(), p.inv_s, grid,
+            p.origins, p.directions, p.t0, p.t1, p.edges, n_samples, p.threshold, return_samples)
         if p.features is None:
             feats = None
         t = None
@@ -301,8 +301,9 @@ def render_reprojection(sdf: torch.Tensor, flow: torch.Tensor | None, grid: Grid
         from ._ops import ReprojectFn
 
         opacity, col, err, cov = ReprojectFn.apply(
-            p.sdf, None if flow is None else flow.contiguous(), images.contiguous(), p.inv_s, grid, p.origins,
-            p.directions, p.t0, p.t1, p.edges, n_samples, p.threshold, source, intr, pose, scale)
+            p.sdf.contiguous(), None if flow is None else flow.contiguous(), images.contiguous(), p.inv_s,
+            grid, p.origins, p.directions, p.t0, p.t1, p.edges, n_samples, p.threshold, source, intr, pose,
+            scale)
     seen = cov > 1e-12
     den = torch.where(seen, cov, torch.ones_like(cov))
     colors = torch.where(seen[..., None], col / den[..., None], torch.zeros_like(col))

@@ -33,12 +33,16 @@ def device(t: torch.Tensor):
 
 
 def arr(t: torch.Tensor | None, like: torch.Tensor):
-    """A flat, contiguous Warp view of ``t`` (or a 1-element dummy when ``t`` is None)."""
+    """A flat Warp view (no copy) of the contiguous tensor ``t`` (or a 1-element dummy when None).
+
+    Never copies: kernels write outputs through these views, so a copy would lose them.
+    """
     wp = warp()
     if t is None or t.numel() == 0:
         t = torch.zeros(1, dtype=like.dtype, device=like.device)
-    return wp.from_torch(t.detach().contiguous().reshape(-1), dtype=scalar_type(like.dtype),
-                         requires_grad=False)
+    if not t.is_contiguous():
+        raise RuntimeError("volrender internal error: a tensor handed to Warp is not contiguous")
+    return wp.from_torch(t.detach().view(-1), dtype=scalar_type(like.dtype), requires_grad=False)
 
 
 def cpu_chunks(n: int) -> int:
