@@ -21,6 +21,7 @@ def default_world_config() -> NuScenesConfig:
         scenes=4, keyframes=20, seed=0, height=112, width=200, camera_sweeps=2, lidar_sweeps=0
     )
 
+
 def _source_digest() -> str:
     """Digest of the generator's source files, so a changed generator never reuses a stale cache."""
     h = hashlib.sha256()

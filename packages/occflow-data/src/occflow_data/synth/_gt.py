@@ -30,6 +30,12 @@ def camera_flow(world: World, a: CameraFrame, b: CameraFrame, cameras) -> tuple[
         flow: [N, H, W, 2] float32 pixels (du, dv), pixel (x, y) of ``a`` lands at (x + du, y + dv).
         valid: [N, H, W] bool.
     """
+    if not isinstance(a, CameraFrame) or not isinstance(b, CameraFrame):
+        raise TypeError("a and b must be CameraFrame objects (Renderer.render_cameras)")
+    if a.depth.shape != b.depth.shape or len(cameras) != a.depth.shape[0]:
+        raise ValueError(
+            f"a, b and cameras must match: a {a.depth.shape}, b {b.depth.shape}, {len(cameras)} cameras"
+        )
     n, h, w = a.depth.shape
     pts = a.points.reshape(n, -1, 3).astype(np.float64)
     agent = a.agent.reshape(n, -1)

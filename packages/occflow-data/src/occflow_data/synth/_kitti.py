@@ -86,6 +86,15 @@ def calibration(rig: Rig) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_root(root, config) -> Path:
+    if not isinstance(config, KittiConfig):
+        raise TypeError(f"config must be a KittiConfig, got {type(config).__name__}")
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root must be an existing folder, got {root}")
+    return root
+
+
 def _fmt(values) -> str:
     return " ".join(f"{v:.12e}" for v in np.asarray(values, np.float64).reshape(-1))
 
@@ -106,7 +115,7 @@ def write_kitti_odometry(root: Path, config: KittiConfig, device: str = "cpu", p
     Returns:
         A summary dict.
     """
-    root = Path(root)
+    root = _check_root(root, config)
     rig = kitti_rig(config.height, config.width, config.lidar_azimuth_bins)
     calib = calibration(rig)
     (root / "poses").mkdir(parents=True, exist_ok=True)
@@ -254,7 +263,7 @@ def write_kitti_tracking(root: Path, config: KittiConfig, device: str = "cpu", p
     ``calib/<SSSS>.txt`` (P0..P3, R_rect, Tr_velo_cam, Tr_imu_velo), ``oxts/<SSSS>.txt``,
     ``label_02/<SSSS>.txt`` (objects seen in image_02).
     """
-    root = Path(root) / "training"
+    root = _check_root(root, config) / "training"
     rig = kitti_rig(config.height, config.width, config.lidar_azimuth_bins)
     calib = calibration(rig)
     for sub in ("image_02", "image_03", "velodyne", "calib", "oxts", "label_02"):

@@ -244,7 +244,11 @@ def write_nuscenes(root: Path, config: NuScenesConfig, device: str = "cpu", prog
     """
     import time
 
+    if not isinstance(config, NuScenesConfig):
+        raise TypeError(f"config must be a NuScenesConfig, got {type(config).__name__}")
     root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root must be an existing folder, got {root}")
     rig = nuscenes_rig(config.height, config.width, config.lidar_azimuth_bins)
     tb = _Tables()
     for name in CATEGORIES:

@@ -61,6 +61,8 @@ class WorldConfig:
             raise ValueError(
                 f"WorldConfig.ego_speed must satisfy 0.5 <= lo <= hi <= 20, got {self.ego_speed}"
             )
+        if not 0.0 <= self.turn_probability <= 1.0:
+            raise ValueError(f"WorldConfig.turn_probability must be in [0, 1], got {self.turn_probability}")
         for name in ("traffic", "pedestrians", "parked_density"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"WorldConfig.{name} must be >= 0, got {getattr(self, name)}")
