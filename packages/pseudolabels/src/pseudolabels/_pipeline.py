@@ -270,10 +270,10 @@ class _Work:
             pairs = [est.estimate(a, b) for a, b in zip(_images(info), _images(nxt), strict=True)]
         else:
             frames = r.frames_between(i)
-            per_frame = [_images(f) for f in frames]
             tracker = ChainedFlowTracker(self.estimator)
+            # one camera at a time: only that camera's images of the sweeps are in memory
             pairs = [
-                tracker.track(torch.stack([imgs[c] for imgs in per_frame]))
+                tracker.track(torch.stack([_read_rgb(Path(f.image_paths[c])) for f in frames]))
                 for c in range(len(info.image_paths))
             ]
         flow = torch.stack([f for f, _ in pairs]).numpy().astype(np.float16)
