@@ -235,3 +235,15 @@ def test_bad_inputs_are_named():
         rayiou_counts(lab, lab, ORIGIN, pred_flow=torch.zeros(200, 200, 16, 3))
     with pytest.raises(TypeError, match="pred_labels must be a torch.Tensor"):
         rayiou_counts(lab.numpy(), lab, ORIGIN)
+
+
+@pytest.mark.cuda
+def test_cuda_counts_equal_cpu_counts():
+    gt, gf = street(8)
+    pred = torch.roll(gt, 3, dims=0)
+    pf = torch.roll(gf, 3, dims=0) * 1.3
+    origins = torch.tensor([[0.98, 0.0, 1.84], [-10.0, 3.0, 1.9]], dtype=torch.float64)
+    cpu = rayiou_counts(pred, gt, origins, pred_flow=pf, gt_flow=gf)
+    gpu = rayiou_counts(pred.cuda(), gt.cuda(), origins.cuda(), pred_flow=pf.cuda(), gt_flow=gf.cuda())
+    for key, value in cpu.state_dict().items():
+        torch.testing.assert_close(value, gpu.state_dict()[key], rtol=1e-12, atol=1e-9)

@@ -30,7 +30,7 @@ class RayCast:
             hit, the distance at which the ray leaves the grid; -0.4 for a ray that never enters.
         label: ``[R]`` long label of that voxel; free (17) without a hit; for a ray that never
             enters the grid, the label of voxel (0, 0, 0) (SparseOcc leaves its index at 0).
-        index: ``[R, 3]`` long voxel index the label was read from.
+        index: ``[R, 3]`` long index of the first occupied voxel; (0, 0, 0) without a hit.
     """
 
     distance: torch.Tensor
