@@ -213,3 +213,16 @@ def test_reader_image_path_keeps_geometry(scale, size):
     # INTER_AREA at non-integer factors jitters content locally by up to ~0.05 px, zero on average.
     assert du.abs().max() < 0.1 and dv.abs().max() < 0.1
     assert abs(du.mean()) < 0.005 and abs(dv.mean()) < 0.005
+
+
+def test_flow_numpy_and_torch_paths_agree():
+    gen = torch.Generator().manual_seed(5)
+    flow = torch.randn(3, 2, 40, 70, generator=gen) * 5
+    valid = torch.rand(3, 40, 70, generator=gen) > 0.3
+    flow[0, 0, 3, 4] = float("inf")
+    plan = plan_resize_crop((40, 70), 0.6, (20, 36), (0.5, 0.5))
+    a, va = plan._flow_numpy(flow, valid)
+    b, vb = plan._flow_torch(flow, valid)
+    assert torch.equal(va, vb)
+    torch.testing.assert_close(a, b)
+    assert torch.isfinite(a).all()

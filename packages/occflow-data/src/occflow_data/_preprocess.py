@@ -135,16 +135,21 @@ class ResizeCrop:
         _check_map(flow, "flow", self.source, channels=True)
         if flow.shape[-3] != 2:
             raise ValueError(f"flow must have shape [..., 2, H, W], got {tuple(flow.shape)}")
-        finite = torch.isfinite(flow).all(dim=-3)
-        if valid is None:
-            valid = finite
-        else:
+        if valid is not None:
             _check_map(valid, "valid", self.source, channels=False)
             want = tuple(flow.shape[:-3] + flow.shape[-2:])
             if valid.dtype != torch.bool or tuple(valid.shape) != want:
                 raise ValueError(f"valid must be a bool tensor of shape {want}, "
                                  f"got {valid.dtype} {tuple(valid.shape)}")
-            valid = valid & finite
+        if flow.device.type == "cpu":
+            return self._flow_numpy(flow, valid)
+        return self._flow_torch(flow, valid)
+
+    def _flow_torch(self, flow: torch.Tensor, valid: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`flow` with torch ops (tensors on an accelerator)."""
+        finite = torch.isfinite(flow).all(dim=-3)
+        valid = finite if valid is None else valid & finite
         w = valid.float().unsqueeze(-3)
         weighted = torch.where(valid.unsqueeze(-3), flow.float(), torch.zeros((), dtype=torch.float32))
         num = _resize(torch.cat([weighted * w, w], dim=-3), self.resized, antialias=True)
@@ -156,6 +161,24 @@ class ResizeCrop:
         out = torch.where(out_valid.unsqueeze(-3), num[..., :2, :, :] / weight.clamp_min(1e-6) * scale,
                           torch.zeros((), dtype=torch.float32))
         return out, out_valid
+
+    def _flow_numpy(self, flow: torch.Tensor, valid: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`flow` for CPU tensors, single-threaded (numpy + OpenCV)."""
+        f = flow.detach().numpy().astype(np.float32, copy=False)
+        ok = np.isfinite(f).all(axis=-3)
+        if valid is not None:
+            ok &= valid.detach().numpy()
+        w = ok.astype(np.float32)[..., None, :, :]
+        stacked = np.concatenate([np.where(w > 0, f, np.float32(0.0)), w], axis=-3)
+        num = self._crop(_resize(torch.from_numpy(stacked), self.resized, antialias=True)).numpy()
+        weight = num[..., 2:3, :, :]
+        out_valid = weight[..., 0, :, :] > 1e-6
+        sy, sx = self.scale
+        scale = np.array([sx, sy], dtype=np.float32).reshape(2, 1, 1)
+        out = np.where(out_valid[..., None, :, :], num[..., :2, :, :] / np.maximum(weight, 1e-6) * scale,
+                       np.float32(0.0)).astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(out)), torch.from_numpy(np.ascontiguousarray(out_valid))
 
     def sparse_depth(self, depth: torch.Tensor) -> torch.Tensor:
         """Resample a sparse depth map (0 = no value) keeping its points.
@@ -218,8 +241,9 @@ def _resize(x: torch.Tensor, size: tuple[int, int], *, antialias: bool) -> torch
     if flat.device.type == "cpu" and flat.dtype == torch.float32 and flat.numel():
         planes = flat.detach().reshape(-1, *x.shape[-2:]).numpy().transpose(1, 2, 0)
         interp = cv2.INTER_AREA if (down and antialias) else cv2.INTER_LINEAR
-        chunks = [cv2.resize(np.ascontiguousarray(planes[..., i:i + 256]), (size[1], size[0]),
-                             interpolation=interp) for i in range(0, planes.shape[-1], 256)]
+        # OpenCV resizes at most 4 channels at once for every interpolation mode
+        chunks = [cv2.resize(np.ascontiguousarray(planes[..., i:i + 4]), (size[1], size[0]),
+                             interpolation=interp) for i in range(0, planes.shape[-1], 4)]
         chunks = [c[..., None] if c.ndim == 2 else c for c in chunks]
         out = torch.from_numpy(np.ascontiguousarray(np.concatenate(chunks, axis=-1).transpose(2, 0, 1)))
         return out.reshape(*lead, x.shape[-3], *size)
