@@ -4,6 +4,7 @@ merged mesh of all agents per time step (MEASURED.md: cheapest of the options tr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,18 +15,14 @@ from ._mesh import agent_local_mesh, static_mesh
 from ._rigs import Camera, Lidar
 from ._world import World
 
-_WARP_READY = False
 
-
+@functools.cache
 def init_warp():
-    """Import and initialise Warp once (quiet log level; the kernel cache stays Warp's default)."""
-    global _WARP_READY
+    """Import and initialise Warp once (log level WARNING; the kernel cache stays Warp's default)."""
     import warp as wp
 
-    if not _WARP_READY:
-        wp.config.log_level = wp.LOG_WARNING
-        wp.init()
-        _WARP_READY = True
+    wp.config.log_level = wp.LOG_WARNING
+    wp.init()
     return wp
 
 
