@@ -47,3 +47,10 @@ def test_bad_device_and_grid():
         voxelize(world, 0.0, world.ego_pose(0.0), (200, 200, 16))
     with pytest.raises(TypeError, match="CameraFrame"):
         camera_flow(world, None, None, nuscenes_rig().cameras)
+
+
+def test_public_names_resolve():
+    import occflow_data.synth as synth
+
+    assert len(synth.__all__) == len(set(synth.__all__))
+    assert [n for n in synth.__all__ if not hasattr(synth, n)] == []
