@@ -171,7 +171,32 @@ def test_cos_anneal_variant_matches_boundary_form_on_a_plane():
     assert c.weights.max() > e.weights.max()
     assert abs(c.depth.item() - 1.8 * math.sqrt(2)) < 0.03   # biased early in the annealing
     with pytest.raises(ValueError, match="cos_anneal_ratio"):
-        render_rays(sdf, None, BOX, o, d, n_samples=8, inv_s=1.0, backend="warp", cos_anneal_ratio=0.5)
+        render_rays(sdf, None, BOX, o, d, n_samples=8, inv_s=1.0, backend="warp", cos_anneal_ratio=1.5)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.4, 1.0])
+def test_cos_anneal_warp_matches_torch(ratio):
+    _assert_warp_matches_torch("cpu", torch.float64, cos_anneal_ratio=ratio, seed=3)
+    _assert_warp_matches_torch("cpu", torch.float32, cos_anneal_ratio=ratio)
+
+
+def test_cos_anneal_warp_gradcheck_float64():
+    g = torch.Generator().manual_seed(5)
+    grid = GridSpec((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (3, 3, 2))
+    sdf = (0.5 - grid.points("vertex", dtype=torch.float64)[..., 0])[None, None]
+    sdf = (sdf + 0.05 * torch.randn(sdf.shape, generator=g, dtype=torch.float64)).requires_grad_()
+    feats = torch.randn(1, 2, *grid.vertex_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    inv_s = torch.tensor(8.0, dtype=torch.float64, requires_grad=True)
+    o = torch.tensor([[[-0.5, 0.3, 0.4], [-0.5, 0.6, 0.5], [0.2, 0.1, 0.9]]], dtype=torch.float64)
+    d = torch.tensor([[[1.0, 0.1, 0.05], [1.0, -0.4, 0.0], [0.3, 0.2, -1.0]]], dtype=torch.float64)
+    d = d / d.norm(dim=-1, keepdim=True)
+
+    def fn(s, f, k):
+        out = render_rays(s, f, grid, o, d, n_samples=7, inv_s=k, backend="warp", return_samples=True,
+                          cos_anneal_ratio=0.3)
+        return out.depth, out.features, out.opacity, out.weights
+
+    assert torch.autograd.gradcheck(fn, (sdf, feats, inv_s))
 
 
 def _random_case(dtype, device="cpu", b=2, r=300, c=3, seed=0, grid=None):

@@ -63,12 +63,24 @@ def _clone(g: torch.Tensor | None, shape, like: torch.Tensor) -> torch.Tensor:
     return g.detach().to(like.dtype).clone(memory_format=torch.contiguous_format)
 
 
+def _builder(ratio):
+    if ratio is None:
+        from ._kernels.render import build
+    else:
+        from ._kernels.render_cos import build
+    return build
+
+
 class RenderRaysFn(torch.autograd.Function):
     """Fused NeuS rendering: forward and hand-written backward Warp kernels."""
 
     @staticmethod
-    def forward(ctx, sdf, features, inv_s, grid, origins, dirs, t0, t1, edges, n_samples, thr, want_weights):
-        from ._kernels.render import build
+    def forward(ctx, sdf, features, inv_s, grid, origins, dirs, t0, t1, edges, n_samples, thr, want_weights,
+                ratio=None):
+        """``sdf`` is ``[B, 1, ...]``, or with a cos-anneal ``ratio`` the ``[B, 4, ...]`` field
+        ``[sdf, grad sdf]`` read at midpoints (``_kernels/render_cos.py``)."""
+        build = _builder(ratio)
+        extra = [] if ratio is None else [float(ratio)]
 
         b, r = t0.shape
         n = b * r
@@ -89,7 +101,7 @@ class RenderRaysFn(torch.autograd.Function):
 
         def args_of(_chunk, offset):
             return [w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
-                    int(edges is not None), r, n_samples, w_inv_s, thr, offset, int(want_weights),
+                    int(edges is not None), r, n_samples, w_inv_s, thr, *extra, offset, int(want_weights),
                     w_depth, w_opacity, w_feat_out, w_weights]
 
         _launch(fwd, n, args_of, sdf)
@@ -99,6 +111,7 @@ class RenderRaysFn(torch.autograd.Function):
         ctx.has_features = features is not None
         ctx.want_weights = want_weights
         ctx.stratified = edges is not None
+        ctx.ratio = ratio
         ctx.save_for_backward(sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out,
                               weights)
         return depth, opacity, feat_out, weights
@@ -106,7 +119,8 @@ class RenderRaysFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_depth, g_opacity, g_feat, g_weights):
-        from ._kernels.render import build
+        build = _builder(ctx.ratio)
+        extra = [] if ctx.ratio is None else [float(ctx.ratio)]
 
         sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out, weights = \
             ctx.saved_tensors
@@ -144,7 +158,7 @@ class RenderRaysFn(torch.autograd.Function):
 
         def args_of(chunk, offset):
             return [w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
-                    int(ctx.stratified), r, n_samples, w_inv_s, ctx.thr, offset,
+                    int(ctx.stratified), r, n_samples, w_inv_s, ctx.thr, *extra, offset,
                     w_gd, w_go, w_gf, w_gw, int(has_gw), w_total, int(want_feat_grad),
                     w_grad_sdf[chunk], w_grad_feat[chunk], w_gs]
 
@@ -159,7 +173,7 @@ class RenderRaysFn(torch.autograd.Function):
                 d_feat += extra
         d_inv_s = grad_inv_s.sum().reshape(()) if ctx.needs_input_grad[2] else None
         return (d_sdf if ctx.needs_input_grad[0] else None, d_feat, d_inv_s,
-                None, None, None, None, None, None, None, None, None)
+                None, None, None, None, None, None, None, None, None, None)
 
 
 class ReprojectFn(torch.autograd.Function):

@@ -131,7 +131,8 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
             ``g`` (central differences on the grid, trilinearly interpolated) are read at each
             midpoint, ``c = -(relu(0.5 - 0.5 d.g) (1 - r) + relu(-d.g) r)`` and the boundary values
             are estimated as ``s -/+ c * dt / 2`` (``r`` anneals from 0 to 1 during training).
-            Only ``backend="torch"`` implements this variant.
+            Both backends implement it; the Warp kernels read the 4-channel field
+            ``[sdf, sdf_gradient(sdf)]`` and autograd carries the gradient channels back to the SDF.
 
     Returns:
         A :class:`RenderResult`.
@@ -155,8 +156,6 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
         if isinstance(cos_anneal_ratio, bool) or not isinstance(cos_anneal_ratio, (int, float)) \
                 or not 0.0 <= cos_anneal_ratio <= 1.0:
             raise ValueError(f"cos_anneal_ratio must be None or a float in [0, 1], got {cos_anneal_ratio!r}")
-        if backend != "torch":
-            raise ValueError("cos_anneal_ratio is only implemented by backend='torch'")
     p = _prepare(sdf, features, grid, origins, directions, n_samples, inv_s, near, far, stratified, generator,
                  transmittance_threshold)
     if backend == "torch":
@@ -167,9 +166,13 @@ def render_rays(sdf: torch.Tensor, features: torch.Tensor | None, grid: GridSpec
     else:
         from ._ops import RenderRaysFn
 
+        geo = p.sdf.contiguous()
+        if cos_anneal_ratio is not None:      # the kernels read [sdf, grad sdf] at midpoints
+            geo = torch.cat([geo, ref.sdf_gradient(p.sdf, grid)], dim=1).contiguous()
         depth, opacity, feats, weights = RenderRaysFn.apply(
-            p.sdf.contiguous(), None if p.features is None else p.features.contiguous(), p.inv_s, grid,
-            p.origins, p.directions, p.t0, p.t1, p.edges, n_samples, p.threshold, return_samples)
+            geo, None if p.features is None else p.features.contiguous(), p.inv_s, grid,
+            p.origins, p.directions, p.t0, p.t1, p.edges, n_samples, p.threshold, return_samples,
+            None if cos_anneal_ratio is None else float(cos_anneal_ratio))
         if p.features is None:
             feats = None
         t = None
