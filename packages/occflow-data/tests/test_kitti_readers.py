@@ -256,3 +256,34 @@ def test_dataloader_with_workers(tracking_root):
     # the auxiliary draw does not depend on the worker layout
     assert [m["aux_token"] for b in batches for m in b.meta] == [ds.draw_aux(i).key for i in range(len(ds))]
     assert batches[0].current.lidar_mask.shape == batches[0].current.lidar.shape[:2]
+
+
+def test_sequence_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="SequenceConfig.history must be an int >= 0"):
+        SequenceConfig(history=-1)
+    with pytest.raises(ValueError, match="SequenceConfig.history_stride must be an int >= 1"):
+        SequenceConfig(history_stride=0)
+    with pytest.raises(ValueError, match=r"SequenceConfig.aux_range must be \(min, max\)"):
+        SequenceConfig(aux_range=(5.0, 1.0))
+    with pytest.raises(ValueError, match="aux_sigma > 0"):
+        SequenceConfig(aux_sigma=0.0)
+    with pytest.raises(ValueError, match="SequenceConfig.scene_start must be 'skip' or 'pad'"):
+        SequenceConfig(scene_start="repeat")
+    with pytest.raises(ValueError, match=r"SequenceConfig.cues has unknown cues \['optical_flow'\]"):
+        SequenceConfig(cues=("optical_flow",), cue_cache="/tmp")
+    with pytest.raises(ValueError, match="needs SequenceConfig.cue_cache"):
+        SequenceConfig(cues=("flow",))
+    with pytest.raises(ValueError, match="'flow' or 'track'"):
+        SequenceConfig(cues=("flow", "track"), cue_cache="/tmp")
+    with pytest.raises(TypeError, match="SequenceConfig.image must be an ImageConfig"):
+        SequenceConfig(image=(512, 1408))
+
+
+def test_reader_index_errors(tracking_root):
+    ds = tracking(tracking_root)
+    with pytest.raises(IndexError, match="index 99 out of range for 5 samples"):
+        ds[99]
+    with pytest.raises(TypeError, match="index must be an int"):
+        ds["0"]
+    last = ds[-1].meta
+    assert last["token"] == ds.sample_key(len(ds) - 1) and last["index"] == len(ds) - 1

@@ -378,6 +378,7 @@ class SequenceDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         s = self._sample(index)
+        index = int(index) % len(self._samples)  # negative indices count from the end
         scene = self._scenes[s.scene]
         cfg = self.config
         cur = scene.frames[scene.keyframes[s.keyframe]]
