@@ -54,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from ._io import atomic_dir, check_out_dir
+    from ._render import check_device
 
     try:
         check_out_dir(args.out, args.overwrite)
+        check_device(args.device)
         if args.scenes < 1 or args.frames < 2:
             raise ValueError("--scenes must be >= 1 and --frames >= 2")
         if args.layout == "nuscenes":

@@ -462,9 +462,9 @@ def write_nuscenes(root: Path, config: NuScenesConfig, device: str = "cpu", prog
                 ann_by_instance.setdefault(a.instance, []).append(rec)
             occ = voxelize(world, t, ego, OCC3D_NUSCENES)
             sem = occ.occ3d(world)
-            mask_cam = camera_visibility(frame, rig.cameras, OCC3D_NUSCENES, ego)
+            mask_cam = camera_visibility(frame, rig.cameras, OCC3D_NUSCENES, device=device)
             mask_lidar = lidar_visibility(
-                [sweep], rig.lidar, OCC3D_NUSCENES, [invert_pose(rig.lidar.sensor_to_ego)]
+                [sweep], rig.lidar, OCC3D_NUSCENES, [invert_pose(rig.lidar.sensor_to_ego)], device=device
             )
             flow3 = occ.flow(world, t, ego)
             gt_rel = f"gts/{scene_name}/{stok}/labels.npz"
