@@ -174,7 +174,7 @@ def test_cos_anneal_variant_matches_boundary_form_on_a_plane():
         render_rays(sdf, None, BOX, o, d, n_samples=8, inv_s=1.0, backend="warp", cos_anneal_ratio=1.5)
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize("ratio", [0.0, pytest.param(0.4, marks=pytest.mark.slow), 1.0])
 def test_cos_anneal_warp_matches_torch(ratio):
     _assert_warp_matches_torch("cpu", torch.float64, cos_anneal_ratio=ratio, seed=3)
     _assert_warp_matches_torch("cpu", torch.float32, cos_anneal_ratio=ratio)
@@ -318,7 +318,7 @@ def test_feature_gradient_only_when_needed():
     assert sdf.grad is not None and feats.grad is None and torch.isfinite(sdf.grad).all()
 
 
-@pytest.mark.parametrize("threshold", [0.0, 1e-6])
+@pytest.mark.parametrize("threshold", [pytest.param(0.0, marks=pytest.mark.slow), 1e-6])
 def test_warp_gradcheck_float64(threshold):
     g = torch.Generator().manual_seed(4)
     grid = GridSpec((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (2, 3, 2))
