@@ -1,39 +1,39 @@
-"""Entry point of ``python -m occflow_train`` / ``accelerate launch -m occflow_train``.
+"""``python -m occflow_train [PRESET] [--field.sub VALUE ...]`` and ``accelerate launch -m occflow_train``.
 
-The trainer is not written yet (issues 10 and 11). Until then this prints what is planned and
-exits with status 0 without training anything.
+PRESET is one of ``synthetic`` (default), ``nuscenes``, ``kitti-odometry``, ``kitti-mot``; every
+field of :class:`occflow_train.TrainConfig` can be overridden, e.g.::
+
+    python -m occflow_train nuscenes --data.root /data/nuscenes --data.occ-root /data/occ3d
+    python -m occflow_train --stage 1 --stage1.steps 50 --output-dir runs/quick
+    python -m occflow_train --resume            # continue the run in --output-dir
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-PLANNED_PRESETS = {
-    "synthetic": "default: the built-in synthetic world, a small model that trains on 2 CPU cores",
-    "nuscenes": "nuScenes, 6 cameras, paper sizes (ConvNeXt-Base, TPV 100x100x10)",
-    "kitti-odometry": "KITTI odometry / SemanticKITTI layout, front camera",
-    "kitti-mot": "KITTI tracking layout, front camera, scene-flow evaluation",
-}
+from ._train import PRESETS, TrainConfig, train
 
 
-def build_parser() -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {k:16s} {v}" for k, v in PLANNED_PRESETS.items())
-    parser = argparse.ArgumentParser(
-        prog="python -m occflow_train",
-        description="Two-stage self-supervised occupancy and flow training (Let Occ Flow).\n\n"
-        "NOT IMPLEMENTED YET: the trainer lands with issues 10 and 11. This command only\n"
-        "prints this message; it does not train.\n\nPlanned presets:\n" + presets,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("preset", nargs="?", default="synthetic", choices=sorted(PLANNED_PRESETS))
-    return parser
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` named by ``argv`` (a preset name first, then field overrides)."""
+    import tyro
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    preset = "synthetic"
+    if argv and not argv[0].startswith("-"):
+        preset = argv.pop(0)
+    if preset not in PRESETS:
+        raise SystemExit(f"occflow_train: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    description = (f"Two-stage self-supervised occupancy and flow training (Let Occ Flow), preset "
+                   f"'{preset}'. Presets: {', '.join(PRESETS)} (give one as the first argument).")
+    return tyro.cli(TrainConfig, default=PRESETS[preset], args=argv, prog=f"python -m occflow_train {preset}",
+                    description=description)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    print(f"occflow_train: the trainer is not implemented yet; nothing was trained "
-          f"(preset '{args.preset}' is planned). See `python -m occflow_train --help`.")
+    config = parse_args(argv)
+    train(config)
     return 0
 
 
