@@ -31,6 +31,9 @@ def _load(kernel, dev) -> None:
     _load_once(kernel, str(dev))
 
 
+_CUDA_BLOCK = 64
+
+
 def _launch(kernel, n: int, args_of, like: torch.Tensor) -> None:
     """Launch ``kernel`` over ``n`` rays; ``args_of(chunk, offset)`` gives its inputs.
 
@@ -40,7 +43,10 @@ def _launch(kernel, n: int, args_of, like: torch.Tensor) -> None:
     dev = _wp.device(like)
     _load(kernel, dev)
     if like.is_cuda:
-        wp.launch(kernel, dim=n, inputs=args_of(0, 0), device=dev, stream=wp.stream_from_torch(like.device))
+        # One thread per ray and typically ~1e4 rays: small blocks spread them over every SM
+        # (256-thread blocks would leave half of an H100's 132 SMs idle at 16,896 rays).
+        wp.launch(kernel, dim=n, inputs=args_of(0, 0), device=dev, stream=wp.stream_from_torch(like.device),
+                  block_dim=_CUDA_BLOCK)
         return
     chunks = _chunks_for(n)
     _wp.launch_chunked(lambda c, off, cnt: wp.launch(kernel, dim=cnt, inputs=args_of(c, off), device=dev),
