@@ -50,9 +50,10 @@ def cpu_chunks(n: int) -> int:
 
     Warp runs a CPU kernel on one thread; launches from several Python threads run concurrently
     (ctypes releases the GIL). ``VOLRENDER_CPU_THREADS`` overrides the default (torch's thread count).
+    At most 8: every chunk's backward pass needs its own gradient buffers (one grid's worth each).
     """
     want = int(os.environ.get("VOLRENDER_CPU_THREADS", torch.get_num_threads()))
-    return max(1, min(want, 16, n // 256 if n >= 512 else 1))
+    return max(1, min(want, 8, n // 256 if n >= 512 else 1))
 
 
 def launch_chunked(launch: Callable[[int, int, int], None], n: int, chunks: int) -> None:
