@@ -21,17 +21,19 @@ def _geometry(grid: GridSpec, dtype: torch.dtype) -> tuple[float, ...]:
     return tuple(lower.tolist()) + tuple(((upper - lower) / cells).tolist())
 
 
+_CUDA_BLOCK = 64
+
+
 @functools.cache
 def _load_once(kernel, device: str) -> None:
-    """Load (compile on first use) a kernel's Warp module on a device once per process."""
-    _wp.warp().load_module(kernel.module, device=device)
+    """Load (compile on first use) a kernel's Warp module on a device once per process, for the
+    block size it is launched with (before CPU launches from several threads)."""
+    block = _CUDA_BLOCK if device.startswith("cuda") else None
+    _wp.warp().load_module(kernel.module, device=device, block_dim=block)
 
 
 def _load(kernel, dev) -> None:
     _load_once(kernel, str(dev))
-
-
-_CUDA_BLOCK = 64
 
 
 def _launch(kernel, n: int, args_of, like: torch.Tensor) -> None:
