@@ -32,9 +32,11 @@ import volrender
 from occflow_metrics import (
     DepthAccumulator,
     RayIoUAccumulator,
+    cast_rayiou_rays,
     depth_metrics,
+    lidar_ray_directions,
     ray_origins,
-    rayiou_counts,
+    rayiou_counts_from_rays,
 )
 
 from ._eval_utils import flow_to_velocity
@@ -176,6 +178,45 @@ def lidar_depth(model_field, inv_s: torch.Tensor, frame_lidar: torch.Tensor,
     return pred, rng
 
 
+def score_rays(labels: torch.Tensor, velocity: torch.Tensor, gt_labels: torch.Tensor,
+               gt_flow: torch.Tensor | None, origins: torch.Tensor, grid: volrender.GridSpec
+               ) -> tuple[RayIoUAccumulator, RayIoUAccumulator, RayIoUAccumulator]:
+    """Geo RayIoU counts of the model, of the model with zero flow, and of the flat-ground baseline.
+
+    The 14,040 rays per origin are cast once through the GT, the predicted and the flat-ground
+    grid together (``cast_rayiou_rays`` with G = 3); the zero-flow baseline reuses the model's
+    casts, so both are scored on exactly the same rays.
+
+    Args:
+        labels: ``[X, Y, Z]`` predicted labels (17 = free); velocity: ``[X, Y, Z, 2]`` m/s.
+        gt_labels: ``[X, Y, Z]`` GT labels; gt_flow: ``[X, Y, Z, 2]`` m/s or None.
+        origins: ``[T, 3]`` ray origins in the ego frame, metres.
+        grid: the GT grid (cubic voxels).
+    """
+    dirs = lidar_ray_directions().to(torch.float32)
+    t, r = origins.shape[0], dirs.shape[0]
+    o = origins[:, None].expand(t, r, 3).reshape(-1, 3)
+    d = dirs[None].expand(t, r, 3).reshape(-1, 3)
+    stack = torch.stack([gt_labels.to(torch.uint8), labels, flat_ground_labels(grid)])
+    cast = cast_rayiou_rays(stack, o, d, voxel_size=grid.voxel_size[0], lower=grid.lower)
+    g, p, f = 0, 1, 2
+
+    def flow_at(volume: torch.Tensor | None, k: int) -> torch.Tensor | None:
+        if volume is None:
+            return None
+        i = cast.index[k]
+        return volume[i[:, 0], i[:, 1], i[:, 2]].float()
+
+    gt_ray_flow = flow_at(gt_flow, g)
+    pred_ray_flow = flow_at(velocity, p) if gt_flow is not None else None
+    kw = dict(gt_label=cast.label[g], gt_distance=cast.distance[g], gt_flow=gt_ray_flow, variant="geo")
+    acc = rayiou_counts_from_rays(cast.label[p], cast.distance[p], pred_flow=pred_ray_flow, **kw)
+    zero_flow = None if pred_ray_flow is None else torch.zeros_like(pred_ray_flow)
+    zero = rayiou_counts_from_rays(cast.label[p], cast.distance[p], pred_flow=zero_flow, **kw)
+    flat = rayiou_counts_from_rays(cast.label[f], cast.distance[f], **{**kw, "gt_flow": None})
+    return acc, zero, flat
+
+
 def evaluate_sample(model, dataset, index: int, config, device) -> SampleEval | None:
     """All accumulators of one validation sample, or None when it has no ground truth."""
     sample = dataset[index]
@@ -190,11 +231,7 @@ def evaluate_sample(model, dataset, index: int, config, device) -> SampleEval | 
     origins = ray_origins(torch.as_tensor(poses), ref, mode=config.eval.rayiou_origins).float()
     gt_labels = gt.occupancy.cpu()
     gt_flow = gt.flow.cpu() if gt.flow is not None else None
-    kw = dict(variant="geo", gt_flow=gt_flow)
-    acc = rayiou_counts(labels, gt_labels, origins, pred_flow=velocity if gt_flow is not None else None, **kw)
-    acc_zero = rayiou_counts(labels, gt_labels, origins,
-                             pred_flow=torch.zeros_like(velocity) if gt_flow is not None else None, **kw)
-    acc_flat = rayiou_counts(flat_ground_labels(gt.grid), gt_labels, origins, variant="geo")
+    acc, acc_zero, acc_flat = score_rays(labels, velocity, gt_labels, gt_flow, origins, gt.grid)
     result = SampleEval(acc, acc_flat, acc_zero, DepthAccumulator())
     if gt_flow is not None:
         moving = (gt_flow.norm(dim=-1) > 0) & (gt_labels != FREE)
