@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--threshold-px", type=float, default=None)
             sp.add_argument("--relative", type=float, default=0.1)
             sp.add_argument(
+                "--fill-distance",
+                type=float,
+                default=30.0,
+                help="geometric: nearest-return depth fill reach, px (2: fewer false positives)",
+            )
+            sp.add_argument(
                 "--moving-speed",
                 type=float,
                 default=0.5,
@@ -136,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mask_method": args.method,
             "mask_flow": flow_cue,
             "mask_relative": args.relative,
+            "mask_fill_distance": args.fill_distance,
             "moving_speed": args.moving_speed,
         }
         if args.threshold_px is not None:

@@ -132,6 +132,8 @@ class CueConfig:
             the cache when there, computed otherwise.
         mask_threshold_px: residual threshold of the geometric mask, px.
         mask_relative: relative residual threshold of the geometric mask.
+        mask_fill_distance: how far the geometric mask fills the LiDAR depth by nearest return
+            after the column interpolation, px (smaller: fewer false positives, fewer pixels).
         moving_speed: boxes mask: minimum object speed, m/s (0 = every movable object).
         min_depth: LiDAR depth: drop nearer points (the ego vehicle), metres.
         baseline: disparity baseline, metres (None = the released code's 0.5327 m).
@@ -149,6 +151,7 @@ class CueConfig:
     mask_flow: str = "track"
     mask_threshold_px: float = GEOMETRIC_MASK_THRESHOLD_PX
     mask_relative: float = 0.1
+    mask_fill_distance: float = 30.0
     moving_speed: float = 0.5
     min_depth: float = 1.0
     baseline: float | None = None
@@ -207,6 +210,7 @@ class CueConfig:
                     "flow": self.mask_flow,
                     "threshold_px": self.mask_threshold_px,
                     "relative": self.mask_relative,
+                    "fill_distance": self.mask_fill_distance,
                     "min_depth": self.min_depth,
                 },
                 versions,
@@ -352,6 +356,7 @@ class _Work:
                     motion,
                     threshold_px=self.config.mask_threshold_px,
                     relative=self.config.mask_relative,
+                    fill_distance=self.config.mask_fill_distance,
                 )
             )
         return {"mask": torch.stack(masks).numpy()}
