@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -59,6 +60,13 @@ def _chunks_for(n: int) -> int:
     return _wp.cpu_chunks(n)
 
 
+def _sample_chunks(like: torch.Tensor, n_samples: int) -> int:
+    """How many threads share one ray's samples (render kernels): 8 on CUDA, where one thread per
+    ray leaves the GPU mostly idle at ~1e4 rays, 1 on the CPU. ``VOLRENDER_SAMPLE_CHUNKS`` overrides."""
+    default = 8 if like.is_cuda else 1
+    return max(1, min(int(os.environ.get("VOLRENDER_SAMPLE_CHUNKS", default)), n_samples))
+
+
 def _zeros(like: torch.Tensor) -> torch.Tensor:
     """A contiguous zero buffer shaped like ``like`` (``zeros_like`` would keep permuted strides)."""
     return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
@@ -93,35 +101,53 @@ class RenderRaysFn(torch.autograd.Function):
         b, r = t0.shape
         n = b * r
         c = 0 if features is None else features.shape[1]
+        q = _sample_chunks(sdf, n_samples) if ratio is None else 1
+        m = n * q                                           # threads: (ray, sample chunk)
         opts = dict(dtype=sdf.dtype, device=sdf.device)
-        depth = torch.zeros((b, r), **opts)
-        opacity = torch.zeros((b, r), **opts)
-        feat_out = torch.zeros((b, r, c), **opts)
+        depth = torch.zeros(m, **opts)
+        opacity = torch.zeros(m, **opts)
+        feat_out = torch.zeros(m * c, **opts)
         weights = torch.zeros((b, r, n_samples) if want_weights else (0,), **opts)
         geo = _geometry(grid, sdf.dtype)
         inv_s = inv_s.detach().reshape(1).contiguous()
-        fwd, _ = build(_wp.scalar_type(sdf.dtype))
+        kernels = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
         a = [_wp.arr(x, sdf) for x in (sdf, features, origins, dirs, t0, t1, edges, inv_s,
                                           depth, opacity, feat_out, weights)]
         (w_sdf, w_feat, w_o, w_d, w_t0, w_t1, w_edges, w_inv_s,
          w_depth, w_opacity, w_feat_out, w_weights) = a
+        stratified = int(edges is not None)
+        t_start = None
+        if q > 1:
+            # transmittance at the start of each chunk: exclusive product of the chunks' factors
+            prod = torch.zeros(m, **opts)
+            w_prod = _wp.arr(prod, sdf)
+            _launch(kernels[2], m, lambda _c, off: [w_sdf, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
+                                                    stratified, r, n_samples, w_inv_s, off, q, w_prod], sdf)
+            prod = prod.view(n, q)
+            t_start = torch.cat([torch.ones_like(prod[:, :1]), torch.cumprod(prod[:, :-1], dim=1)], dim=1)
+            t_start = t_start.reshape(-1).contiguous()
+        chunk_args = [] if ratio is not None else [q, _wp.arr(t_start, sdf)]
 
         def args_of(_chunk, offset):
             return [w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
-                    int(edges is not None), r, n_samples, w_inv_s, thr, *extra, offset, int(want_weights),
+                    stratified, r, n_samples, w_inv_s, thr, *extra, offset, int(want_weights), *chunk_args,
                     w_depth, w_opacity, w_feat_out, w_weights]
 
-        _launch(fwd, n, args_of, sdf)
+        _launch(kernels[0], m, args_of, sdf)
+        depth = depth.view(b, r, q).sum(-1)
+        opacity = opacity.view(b, r, q).sum(-1)
+        feat_out = feat_out.view(b, r, q, c).sum(-2)
         ctx.grid = grid
         ctx.n_samples = n_samples
         ctx.thr = thr
         ctx.has_features = features is not None
         ctx.want_weights = want_weights
-        ctx.stratified = edges is not None
+        ctx.stratified = stratified
         ctx.ratio = ratio
+        ctx.q = q
         ctx.save_for_backward(sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out,
-                              weights)
+                              weights, t_start)
         return depth, opacity, feat_out, weights
 
     @staticmethod
@@ -130,11 +156,12 @@ class RenderRaysFn(torch.autograd.Function):
         build = _builder(ctx.ratio)
         extra = [] if ctx.ratio is None else [float(ctx.ratio)]
 
-        sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out, weights = \
+        sdf, features, inv_s, origins, dirs, t0, t1, edges, depth, opacity, feat_out, weights, t_start = \
             ctx.saved_tensors
-        grid, n_samples = ctx.grid, ctx.n_samples
+        grid, n_samples, q = ctx.grid, ctx.n_samples, ctx.q
         b, r = t0.shape
         n = b * r
+        m = n * q
         c = feat_out.shape[-1]
         g_depth = _clone(g_depth, depth.shape, sdf)
         g_opacity = _clone(g_opacity, opacity.shape, sdf)
@@ -149,12 +176,12 @@ class RenderRaysFn(torch.autograd.Function):
         total = total.contiguous()
         want_feat_grad = ctx.has_features and ctx.needs_input_grad[1]
 
-        chunks = 1 if sdf.is_cuda else _chunks_for(n)
-        grad_sdf = [_zeros(sdf) for _ in range(chunks)]
-        grad_feat = [_zeros(features) if want_feat_grad else None for _ in range(chunks)]
-        grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
+        threads = 1 if sdf.is_cuda else _chunks_for(m)
+        grad_sdf = [_zeros(sdf) for _ in range(threads)]
+        grad_feat = [_zeros(features) if want_feat_grad else None for _ in range(threads)]
+        grad_inv_s = torch.zeros(m, dtype=sdf.dtype, device=sdf.device)
         geo = _geometry(grid, sdf.dtype)
-        _, bwd = build(_wp.scalar_type(sdf.dtype))
+        kernels = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
         w = [_wp.arr(x, sdf) for x in (sdf, features if c > 0 else None, origins, dirs, t0,
                                        t1, edges, inv_s, g_depth, g_opacity, g_feat, g_weights, total,
@@ -163,22 +190,38 @@ class RenderRaysFn(torch.autograd.Function):
          w_gd, w_go, w_gf, w_gw, w_total, w_gs) = w
         w_grad_sdf = [_wp.arr(x, sdf) for x in grad_sdf]
         w_grad_feat = [_wp.arr(x, sdf) for x in grad_feat]
+        chunk_args = []
+        if ctx.ratio is None:
+            pre = None
+            w_t_start = _wp.arr(t_start, sdf)
+            if q > 1:
+                # sum of v_k w_k over the earlier chunks of each ray (the reverse scan's running sum)
+                vw = torch.zeros(m, dtype=sdf.dtype, device=sdf.device)
+                w_vw = _wp.arr(vw, sdf)
+                _launch(kernels[3], m, lambda _c, off: [
+                    w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges, ctx.stratified, r,
+                    n_samples, w_inv_s, ctx.thr, off, q, w_t_start, w_gd, w_go, w_gf, w_gw, int(has_gw),
+                    w_vw], sdf)
+                vw = vw.view(n, q)
+                pre = torch.cat([torch.zeros_like(vw[:, :1]), torch.cumsum(vw[:, :-1], dim=1)], dim=1)
+                pre = pre.reshape(-1).contiguous()
+            chunk_args = [q, w_t_start, _wp.arr(pre, sdf)]
 
         def args_of(chunk, offset):
             return [w_sdf, w_feat, c, nx, ny, nz, *geo, w_o, w_d, w_t0, w_t1, w_edges,
-                    int(ctx.stratified), r, n_samples, w_inv_s, ctx.thr, *extra, offset,
+                    ctx.stratified, r, n_samples, w_inv_s, ctx.thr, *extra, offset, *chunk_args,
                     w_gd, w_go, w_gf, w_gw, int(has_gw), w_total, int(want_feat_grad),
                     w_grad_sdf[chunk], w_grad_feat[chunk], w_gs]
 
-        _launch(bwd, n, args_of, sdf)
+        _launch(kernels[1], m, args_of, sdf)
         d_sdf = grad_sdf[0]
-        for extra in grad_sdf[1:]:
-            d_sdf += extra
+        for more in grad_sdf[1:]:
+            d_sdf += more
         d_feat = None
         if want_feat_grad:
             d_feat = grad_feat[0]
-            for extra in grad_feat[1:]:
-                d_feat += extra
+            for more in grad_feat[1:]:
+                d_feat += more
         d_inv_s = grad_inv_s.sum().reshape(()) if ctx.needs_input_grad[2] else None
         return (d_sdf if ctx.needs_input_grad[0] else None, d_feat, d_inv_s,
                 None, None, None, None, None, None, None, None, None, None)

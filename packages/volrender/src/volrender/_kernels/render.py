@@ -47,9 +47,13 @@ def build(scalar):
                 t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
                 edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
                 inv_s: wp.array(dtype=scalar), thr: scalar, offset: int, write_weights: int,
+                n_chunks: int, t_start: wp.array(dtype=scalar),
                 depth: wp.array(dtype=scalar), opacity: wp.array(dtype=scalar),
                 feat_out: wp.array(dtype=scalar), weights: wp.array(dtype=scalar)):
-        ray = wp.tid() + offset
+        tid = wp.tid() + offset
+        ray = tid // n_chunks
+        n0 = ((tid - ray * n_chunks) * n_samples) // n_chunks
+        n1 = ((tid - ray * n_chunks + 1) * n_samples) // n_chunks
         a0 = t0[ray]
         a1 = t1[ray]
         if a1 <= a0:
@@ -69,9 +73,9 @@ def build(scalar):
         dt = (a1 - a0) / scalar(n_samples)
         ebase = ray * (n_samples + 1)
 
-        e = zero
+        e = scalar(n0)
         if stratified != 0:
-            e = edges[ebase]
+            e = edges[ebase + n0]
         tp = a0 + e * dt
         ux = (ox + tp * dx - lx) / vx
         uy = (oy + tp * dy - ly) / vy
@@ -82,9 +86,11 @@ def build(scalar):
         ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
                        frac(uz, nz, k))
         trans = one
+        if n_chunks > 1:
+            trans = t_start[tid]
         acc_d = zero
         acc_o = zero
-        for n in range(n_samples):
+        for n in range(n0, n1):
             if trans < thr:
                 break
             e = scalar(n + 1)
@@ -121,12 +127,12 @@ def build(scalar):
                     fz = frac(mz, nz, mk)
                     for c in range(n_feat):
                         o = (b * n_feat + c) * nvert + mi * sx + mj * sy + mk
-                        feat_out[ray * n_feat + c] += w * lerp3(feat, o, sx, sy, fx, fy, fz)
+                        feat_out[tid * n_feat + c] += w * lerp3(feat, o, sx, sy, fx, fy, fz)
             trans = trans * (one - alpha)
             tp = tn
             ap = bn
-        depth[ray] = acc_d
-        opacity[ray] = acc_o
+        depth[tid] = acc_d
+        opacity[tid] = acc_o
 
     @wp.kernel(module="unique", enable_backward=False)
     def backward(sdf: wp.array(dtype=scalar), feat: wp.array(dtype=scalar), n_feat: int,
@@ -136,12 +142,16 @@ def build(scalar):
                  t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
                  edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
                  inv_s: wp.array(dtype=scalar), thr: scalar, offset: int,
+                 n_chunks: int, t_start: wp.array(dtype=scalar), pre: wp.array(dtype=scalar),
                  g_depth: wp.array(dtype=scalar), g_opacity: wp.array(dtype=scalar),
                  g_feat: wp.array(dtype=scalar), g_weights: wp.array(dtype=scalar), has_g_weights: int,
                  total: wp.array(dtype=scalar), want_feat_grad: int,
                  grad_sdf: wp.array(dtype=scalar), grad_feat: wp.array(dtype=scalar),
                  grad_inv_s: wp.array(dtype=scalar)):
-        ray = wp.tid() + offset
+        tid = wp.tid() + offset
+        ray = tid // n_chunks
+        n0 = ((tid - ray * n_chunks) * n_samples) // n_chunks
+        n1 = ((tid - ray * n_chunks + 1) * n_samples) // n_chunks
         a0 = t0[ray]
         a1 = t1[ray]
         if a1 <= a0:
@@ -164,9 +174,9 @@ def build(scalar):
         go = g_opacity[ray]
         s0 = total[ray]
 
-        e = zero
+        e = scalar(n0)
         if stratified != 0:
-            e = edges[ebase]
+            e = edges[ebase + n0]
         tp = a0 + e * dt
         ux = (ox + tp * dx - lx) / vx
         uy = (oy + tp * dy - ly) / vy
@@ -181,9 +191,12 @@ def build(scalar):
         ap = s * sp
         trans = one
         prefix = zero
+        if n_chunks > 1:
+            trans = t_start[tid]
+            prefix = pre[tid]
         carry = zero          # dL/dsdf at the current left boundary, not yet scattered
         gs = zero
-        for n in range(n_samples):
+        for n in range(n0, n1):
             if trans < thr:
                 break
             e = scalar(n + 1)
@@ -252,6 +265,163 @@ def build(scalar):
             pfz = fz
         if carry != zero:
             scatter3(grad_sdf, sdf_base + pi * sx + pj * sy + pk, sx, sy, pfx, pfy, pfz, carry)
-        grad_inv_s[ray] = gs
+        grad_inv_s[tid] = gs
 
-    return forward, backward
+    @wp.kernel(module="unique", enable_backward=False)
+    def chunk_transmittance(sdf: wp.array(dtype=scalar), nx: int, ny: int, nz: int,
+                            lx: scalar, ly: scalar, lz: scalar, vx: scalar, vy: scalar, vz: scalar,
+                            origins: wp.array(dtype=scalar), dirs: wp.array(dtype=scalar),
+                            t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
+                            edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
+                            inv_s: wp.array(dtype=scalar), offset: int, n_chunks: int,
+                            prod: wp.array(dtype=scalar)):
+        # prod[ray, chunk] = prod_{i in chunk} (1 - alpha_i): the chunk's transmittance factor.
+        tid = wp.tid() + offset
+        ray = tid // n_chunks
+        n0 = ((tid - ray * n_chunks) * n_samples) // n_chunks
+        n1 = ((tid - ray * n_chunks + 1) * n_samples) // n_chunks
+        a0 = t0[ray]
+        a1 = t1[ray]
+        trans = one
+        if a1 > a0:
+            b = ray // n_rays
+            ox = origins[3 * ray]
+            oy = origins[3 * ray + 1]
+            oz = origins[3 * ray + 2]
+            dx = dirs[3 * ray]
+            dy = dirs[3 * ray + 1]
+            dz = dirs[3 * ray + 2]
+            sy = nz
+            sx = ny * nz
+            sdf_base = b * nx * ny * nz
+            s = inv_s[0]
+            dt = (a1 - a0) / scalar(n_samples)
+            ebase = ray * (n_samples + 1)
+            e = scalar(n0)
+            if stratified != 0:
+                e = edges[ebase + n0]
+            tp = a0 + e * dt
+            ux = (ox + tp * dx - lx) / vx
+            uy = (oy + tp * dy - ly) / vy
+            uz = (oz + tp * dz - lz) / vz
+            i = cell(ux, nx)
+            j = cell(uy, ny)
+            k = cell(uz, nz)
+            ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
+                           frac(uz, nz, k))
+            for n in range(n0, n1):
+                if trans == zero:
+                    break
+                e = scalar(n + 1)
+                if stratified != 0:
+                    e = edges[ebase + n + 1]
+                tn = a0 + e * dt
+                ux = (ox + tn * dx - lx) / vx
+                uy = (oy + tn * dy - ly) / vy
+                uz = (oz + tn * dz - lz) / vz
+                i = cell(ux, nx)
+                j = cell(uy, ny)
+                k = cell(uz, nz)
+                bn = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
+                               frac(uz, nz, k))
+                alpha = zero
+                if bn < ap:
+                    alpha = -expm1(bn - ap) * sigmoid(-bn)
+                trans = trans * (one - alpha)
+                ap = bn
+        prod[tid] = trans
+
+    @wp.kernel(module="unique", enable_backward=False)
+    def chunk_vw(sdf: wp.array(dtype=scalar), feat: wp.array(dtype=scalar), n_feat: int,
+                 nx: int, ny: int, nz: int, lx: scalar, ly: scalar, lz: scalar,
+                 vx: scalar, vy: scalar, vz: scalar,
+                 origins: wp.array(dtype=scalar), dirs: wp.array(dtype=scalar),
+                 t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
+                 edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
+                 inv_s: wp.array(dtype=scalar), thr: scalar, offset: int,
+                 n_chunks: int, t_start: wp.array(dtype=scalar),
+                 g_depth: wp.array(dtype=scalar), g_opacity: wp.array(dtype=scalar),
+                 g_feat: wp.array(dtype=scalar), g_weights: wp.array(dtype=scalar), has_g_weights: int,
+                 vw: wp.array(dtype=scalar)):
+        # vw[ray, chunk] = sum_{i in chunk} v_i w_i (v_i = dL/dw_i): the backward's running sums.
+        tid = wp.tid() + offset
+        ray = tid // n_chunks
+        n0 = ((tid - ray * n_chunks) * n_samples) // n_chunks
+        n1 = ((tid - ray * n_chunks + 1) * n_samples) // n_chunks
+        a0 = t0[ray]
+        a1 = t1[ray]
+        acc = zero
+        if a1 > a0:
+            b = ray // n_rays
+            ox = origins[3 * ray]
+            oy = origins[3 * ray + 1]
+            oz = origins[3 * ray + 2]
+            dx = dirs[3 * ray]
+            dy = dirs[3 * ray + 1]
+            dz = dirs[3 * ray + 2]
+            sy = nz
+            sx = ny * nz
+            nvert = nx * ny * nz
+            sdf_base = b * nvert
+            s = inv_s[0]
+            dt = (a1 - a0) / scalar(n_samples)
+            ebase = ray * (n_samples + 1)
+            gd = g_depth[ray]
+            go = g_opacity[ray]
+            e = scalar(n0)
+            if stratified != 0:
+                e = edges[ebase + n0]
+            tp = a0 + e * dt
+            ux = (ox + tp * dx - lx) / vx
+            uy = (oy + tp * dy - ly) / vy
+            uz = (oz + tp * dz - lz) / vz
+            i = cell(ux, nx)
+            j = cell(uy, ny)
+            k = cell(uz, nz)
+            ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
+                           frac(uz, nz, k))
+            trans = t_start[tid]
+            for n in range(n0, n1):
+                if trans < thr:
+                    break
+                e = scalar(n + 1)
+                if stratified != 0:
+                    e = edges[ebase + n + 1]
+                tn = a0 + e * dt
+                ux = (ox + tn * dx - lx) / vx
+                uy = (oy + tn * dy - ly) / vy
+                uz = (oz + tn * dz - lz) / vz
+                i = cell(ux, nx)
+                j = cell(uy, ny)
+                k = cell(uz, nz)
+                bn = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
+                               frac(uz, nz, k))
+                alpha = zero
+                if bn < ap:
+                    alpha = -expm1(bn - ap) * sigmoid(-bn)
+                w = trans * alpha
+                if w != zero:
+                    tm = half * (tp + tn)
+                    v = gd * tm + go
+                    if has_g_weights != 0:
+                        v += g_weights[ray * n_samples + n]
+                    if n_feat > 0:
+                        mx = (ox + tm * dx - lx) / vx
+                        my = (oy + tm * dy - ly) / vy
+                        mz = (oz + tm * dz - lz) / vz
+                        mi = cell(mx, nx)
+                        mj = cell(my, ny)
+                        mk = cell(mz, nz)
+                        mfx = frac(mx, nx, mi)
+                        mfy = frac(my, ny, mj)
+                        mfz = frac(mz, nz, mk)
+                        for c in range(n_feat):
+                            o = (b * n_feat + c) * nvert + mi * sx + mj * sy + mk
+                            v += g_feat[ray * n_feat + c] * lerp3(feat, o, sx, sy, mfx, mfy, mfz)
+                    acc += v * w
+                trans = trans * (one - alpha)
+                tp = tn
+                ap = bn
+        vw[tid] = acc
+
+    return forward, backward, chunk_transmittance, chunk_vw
