@@ -417,8 +417,9 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
         epoch_loader = accelerator.skip_first_batches(loader, skip_micro) if skip_micro else loader
         micro = 0
         for batch in epoch_loader:
-            gen = step_generator(config.seed, global_offset + step * config.grad_accum + micro,
-                                 accelerator.process_index, device)
+            # keyed by (optimiser step, micro-step within it): independent of where the loop resumed
+            key = (global_offset + step) * config.grad_accum + micro % config.grad_accum
+            gen = step_generator(config.seed, key, accelerator.process_index, device)
             ratio = cos_anneal(global_offset + step if stage == 1 else config.cos_anneal_steps,
                                config.cos_anneal_steps)
             with accelerator.accumulate(prepared), accelerator.autocast():
