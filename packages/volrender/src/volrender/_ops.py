@@ -233,36 +233,55 @@ class ReprojectFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sdf, flow, images, inv_s, grid, origins, dirs, t0, t1, edges, n_samples, thr, source,
                 intrinsics, target_from_grid, flow_scale):
+        from ._kernels.render import build as build_render
         from ._kernels.reproject import build
 
         b, r = t0.shape
         n = b * r
+        q = _sample_chunks(sdf, n_samples)
+        m = n * q                                           # threads: (ray, sample chunk)
         k, ch, h, w = images.shape[1:]
         c_flow = 0 if flow is None else flow.shape[1]
         opts = dict(dtype=sdf.dtype, device=sdf.device)
-        opacity = torch.zeros((b, r), **opts)
-        col = torch.zeros((b, r, k, ch), **opts)
-        err = torch.zeros((b, r, k), **opts)
-        cov = torch.zeros((b, r, k), **opts)
+        opacity = torch.zeros(m, **opts)
+        col = torch.zeros(m * k * ch, **opts)
+        err = torch.zeros(m * k, **opts)
+        cov = torch.zeros(m * k, **opts)
         geo = _geometry(grid, sdf.dtype)
         inv_s = inv_s.detach().reshape(1).contiguous()
         fwd, _ = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
+        stratified = int(edges is not None)
         a = [_wp.arr(x, sdf) for x in (sdf, flow, None, None, origins, dirs, t0, t1, edges, inv_s, images,
                                           intrinsics, target_from_grid, flow_scale, source, opacity, col, err,
                                           cov)]
+        t_start = None
+        if q > 1:   # the chunks' starting transmittances, from render.py's chunk_transmittance pass
+            prod = torch.zeros(m, **opts)
+            w_prod = _wp.arr(prod, sdf)
+            trans_kernel = build_render(_wp.scalar_type(sdf.dtype))[2]
+            _launch(trans_kernel, m, lambda _c, off: [a[0], nx, ny, nz, *geo, a[4], a[5], a[6], a[7], a[8],
+                                                      stratified, r, n_samples, a[9], off, q, w_prod], sdf)
+            prod = prod.view(n, q)
+            t_start = torch.cat([torch.ones_like(prod[:, :1]), torch.cumprod(prod[:, :-1], dim=1)], dim=1)
+            t_start = t_start.reshape(-1).contiguous()
+        w_t_start = _wp.arr(t_start, sdf)
 
         def args_of(_chunk, offset):
             return [a[0], a[1], c_flow, nx, ny, nz, *geo, a[4], a[5], a[6], a[7], a[8],
-                    int(edges is not None), r, n_samples, a[9], thr, offset, a[10], k, ch, h, w, a[11], a[12],
-                    a[13], a[14], a[15], a[16], a[17], a[18]]
+                    stratified, r, n_samples, a[9], thr, offset, q, w_t_start, a[10], k, ch, h, w, a[11],
+                    a[12], a[13], a[14], a[15], a[16], a[17], a[18]]
 
-        _launch(fwd, n, args_of, sdf)
-        ctx.grid, ctx.n_samples, ctx.thr = grid, n_samples, thr
+        _launch(fwd, m, args_of, sdf)
+        opacity = opacity.view(b, r, q).sum(-1)
+        col = col.view(b, r, q, k, ch).sum(2)
+        err = err.view(b, r, q, k).sum(2)
+        cov = cov.view(b, r, q, k).sum(2)
+        ctx.grid, ctx.n_samples, ctx.thr, ctx.q = grid, n_samples, thr, q
         ctx.has_flow = flow is not None
-        ctx.stratified = edges is not None
+        ctx.stratified = stratified
         ctx.save_for_backward(sdf, flow, images, inv_s, origins, dirs, t0, t1, edges, source, intrinsics,
-                              target_from_grid, flow_scale, opacity, col, err, cov)
+                              target_from_grid, flow_scale, opacity, col, err, cov, t_start)
         return opacity, col, err, cov
 
     @staticmethod
@@ -271,10 +290,11 @@ class ReprojectFn(torch.autograd.Function):
         from ._kernels.reproject import build
 
         (sdf, flow, images, inv_s, origins, dirs, t0, t1, edges, source, intrinsics, target_from_grid,
-         flow_scale, opacity, col, err, cov) = ctx.saved_tensors
-        grid = ctx.grid
+         flow_scale, opacity, col, err, cov, t_start) = ctx.saved_tensors
+        grid, q = ctx.grid, ctx.q
         b, r = t0.shape
         n = b * r
+        m = n * q
         k, ch, h, w = images.shape[1:]
         c_flow = 0 if flow is None else flow.shape[1]
         g_opacity = _clone(g_opacity, opacity.shape, sdf)
@@ -285,11 +305,11 @@ class ReprojectFn(torch.autograd.Function):
                  + (g_cov * cov).sum(-1)).contiguous()
         want_flow = ctx.has_flow and ctx.needs_input_grad[1]
         want_images = ctx.needs_input_grad[2]
-        chunks = 1 if sdf.is_cuda else _chunks_for(n)
-        grad_sdf = [_zeros(sdf) for _ in range(chunks)]
-        grad_flow = [_zeros(flow) if want_flow else None for _ in range(chunks)]
-        grad_images = [_zeros(images) if want_images else None for _ in range(chunks)]
-        grad_inv_s = torch.zeros((b, r), dtype=sdf.dtype, device=sdf.device)
+        threads = 1 if sdf.is_cuda else _chunks_for(m)
+        grad_sdf = [_zeros(sdf) for _ in range(threads)]
+        grad_flow = [_zeros(flow) if want_flow else None for _ in range(threads)]
+        grad_images = [_zeros(images) if want_images else None for _ in range(threads)]
+        grad_inv_s = torch.zeros(m, dtype=sdf.dtype, device=sdf.device)
         geo = _geometry(grid, sdf.dtype)
         _, bwd = build(_wp.scalar_type(sdf.dtype))
         nx, ny, nz = grid.vertex_shape
@@ -299,19 +319,35 @@ class ReprojectFn(torch.autograd.Function):
         w_sdf = [_wp.arr(x, sdf) for x in grad_sdf]
         w_flow = [_wp.arr(x, sdf) for x in grad_flow]
         w_img = [_wp.arr(x, sdf) for x in grad_images]
+        w_t_start = _wp.arr(t_start, sdf)
+        pre = None
+        if q > 1:
+            # pass A: each chunk's sum of v_i w_i (the backward kernel with vw_only), then running sums
+            vw = torch.zeros(m, dtype=sdf.dtype, device=sdf.device)
+            w_vw = _wp.arr(vw, sdf)
+            w_zero = _wp.arr(torch.zeros(m, dtype=sdf.dtype, device=sdf.device), sdf)
+            _launch(bwd, m, lambda c, off: [
+                a[0], a[1], c_flow, nx, ny, nz, *geo, a[4], a[5], a[6], a[7], a[8], ctx.stratified, r,
+                ctx.n_samples, a[9], ctx.thr, off, q, w_t_start, w_zero, a[10], k, ch, h, w, a[11], a[12],
+                a[13], a[14], a[15], a[16], a[17], a[18], a[19], 0, 0, 1, w_sdf[c], w_flow[c], w_img[c],
+                w_vw], sdf)
+            vw = vw.view(n, q)
+            pre = torch.cat([torch.zeros_like(vw[:, :1]), torch.cumsum(vw[:, :-1], dim=1)], dim=1)
+            pre = pre.reshape(-1).contiguous()
+        w_pre = _wp.arr(pre, sdf)
 
         def args_of(chunk, offset):
             return [a[0], a[1], c_flow, nx, ny, nz, *geo, a[4], a[5], a[6], a[7], a[8],
-                    int(ctx.stratified), r, ctx.n_samples, a[9], ctx.thr, offset, a[10], k, ch, h, w, a[11],
-                    a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], int(want_flow), int(want_images),
-                    w_sdf[chunk], w_flow[chunk], w_img[chunk], a[20]]
+                    ctx.stratified, r, ctx.n_samples, a[9], ctx.thr, offset, q, w_t_start, w_pre, a[10], k,
+                    ch, h, w, a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], int(want_flow),
+                    int(want_images), 0, w_sdf[chunk], w_flow[chunk], w_img[chunk], a[20]]
 
-        _launch(bwd, n, args_of, sdf)
+        _launch(bwd, m, args_of, sdf)
 
         def total_of(bufs):
             out = bufs[0]
-            for extra in bufs[1:]:
-                out += extra
+            for more in bufs[1:]:
+                out += more
             return out
 
         d_sdf = total_of(grad_sdf) if ctx.needs_input_grad[0] else None

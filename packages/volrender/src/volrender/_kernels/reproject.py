@@ -11,7 +11,11 @@ integer coordinates, ``0 <= u <= W - 1``, ``0 <= v <= H - 1``) its colour is rea
 - ``err[ray, k] += w_i mean_ch |c_ikch - src[ray, ch]|``,
 - ``cov[ray, k] += w_i``.
 
-The backward pass uses the same reverse-scan identity as ``render.py`` with
+With ``n_chunks > 1`` each ray's samples are split over ``n_chunks`` threads exactly as in
+``render.py`` (the chunks' starting transmittances ``t_start`` come from its
+``chunk_transmittance`` pass; with ``vw_only`` the backward kernel only sums ``v_i w_i`` per chunk,
+which gives the running sums ``pre``). The backward pass uses the same reverse-scan identity as
+``render.py`` with
 ``v_i = dL/dw_i = g_opacity + sum_k m_ik (g_col_k . c_ik + g_err_k e_ik + g_cov_k)`` and scatters
 ``dL/dc`` into the images' gradient and, through the bilinear image gradient and the projection,
 into the flow field's gradient.
@@ -49,12 +53,16 @@ def build(scalar):
                 t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
                 edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
                 inv_s: wp.array(dtype=scalar), thr: scalar, offset: int,
+                n_chunks: int, t_start: wp.array(dtype=scalar),
                 images: wp.array(dtype=scalar), n_targets: int, n_ch: int, height: int, width: int,
                 intr: wp.array(dtype=scalar), pose: wp.array(dtype=scalar), scale: wp.array(dtype=scalar),
                 src: wp.array(dtype=scalar),
                 opacity: wp.array(dtype=scalar), col: wp.array(dtype=scalar), err: wp.array(dtype=scalar),
                 cov: wp.array(dtype=scalar)):
-        ray = wp.tid() + offset
+        tid = wp.tid() + offset
+        ray = tid // n_chunks
+        n0 = ((tid - ray * n_chunks) * n_samples) // n_chunks
+        n1 = ((tid - ray * n_chunks + 1) * n_samples) // n_chunks
         a0 = t0[ray]
         a1 = t1[ray]
         if a1 <= a0:
@@ -76,9 +84,9 @@ def build(scalar):
         plane = height * width
         inv_ch = one / scalar(n_ch)
 
-        e = zero
+        e = scalar(n0)
         if stratified != 0:
-            e = edges[ebase]
+            e = edges[ebase + n0]
         tp = a0 + e * dt
         ux = (ox + tp * dx - lx) / vx
         uy = (oy + tp * dy - ly) / vy
@@ -89,8 +97,10 @@ def build(scalar):
         ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
                        frac(uz, nz, k))
         trans = one
+        if n_chunks > 1:
+            trans = t_start[tid]
         acc_o = zero
-        for n in range(n_samples):
+        for n in range(n0, n1):
             if trans < thr:
                 break
             e = scalar(n + 1)
@@ -156,7 +166,7 @@ def build(scalar):
                             ax = u - scalar(x0)
                             ay = v - scalar(y0)
                             e_sum = zero
-                            ok = ray * n_targets + kk
+                            ok = tid * n_targets + kk
                             for ch in range(n_ch):
                                 c = bilerp(images, (bk * n_ch + ch) * plane + y0 * width + x0, width, ax, ay)
                                 col[ok * n_ch + ch] += w * c
@@ -166,7 +176,7 @@ def build(scalar):
             trans = trans * (one - alpha)
             tp = tn
             ap = bn
-        opacity[ray] = acc_o
+        opacity[tid] = acc_o
 
     @wp.kernel(module="unique", enable_backward=False)
     def backward(sdf: wp.array(dtype=scalar), flow: wp.array(dtype=scalar), n_flow: int,
@@ -176,15 +186,19 @@ def build(scalar):
                  t0: wp.array(dtype=scalar), t1: wp.array(dtype=scalar),
                  edges: wp.array(dtype=scalar), stratified: int, n_rays: int, n_samples: int,
                  inv_s: wp.array(dtype=scalar), thr: scalar, offset: int,
+                 n_chunks: int, t_start: wp.array(dtype=scalar), pre: wp.array(dtype=scalar),
                  images: wp.array(dtype=scalar), n_targets: int, n_ch: int, height: int, width: int,
                  intr: wp.array(dtype=scalar), pose: wp.array(dtype=scalar), scale: wp.array(dtype=scalar),
                  src: wp.array(dtype=scalar),
                  g_opacity: wp.array(dtype=scalar), g_col: wp.array(dtype=scalar),
                  g_err: wp.array(dtype=scalar), g_cov: wp.array(dtype=scalar), total: wp.array(dtype=scalar),
-                 want_flow_grad: int, want_image_grad: int,
+                 want_flow_grad: int, want_image_grad: int, vw_only: int,
                  grad_sdf: wp.array(dtype=scalar), grad_flow: wp.array(dtype=scalar),
                  grad_images: wp.array(dtype=scalar), grad_inv_s: wp.array(dtype=scalar)):
-        ray = wp.tid() + offset
+        tid = wp.tid() + offset
+        ray = tid // n_chunks
+        n0 = ((tid - ray * n_chunks) * n_samples) // n_chunks
+        n1 = ((tid - ray * n_chunks + 1) * n_samples) // n_chunks
         a0 = t0[ray]
         a1 = t1[ray]
         if a1 <= a0:
@@ -208,9 +222,9 @@ def build(scalar):
         go = g_opacity[ray]
         s0 = total[ray]
 
-        e = zero
+        e = scalar(n0)
         if stratified != 0:
-            e = edges[ebase]
+            e = edges[ebase + n0]
         tp = a0 + e * dt
         ux = (ox + tp * dx - lx) / vx
         uy = (oy + tp * dy - ly) / vy
@@ -225,9 +239,12 @@ def build(scalar):
         ap = s * sp
         trans = one
         prefix = zero
+        if n_chunks > 1:
+            trans = t_start[tid]
+            prefix = pre[tid]
         carry = zero
         gs = zero
-        for n in range(n_samples):
+        for n in range(n0, n1):
             if trans < thr:
                 break
             e = scalar(n + 1)
@@ -357,7 +374,7 @@ def build(scalar):
                     if n_flow > 2:
                         scatter3(grad_flow, fo + 2 * nvert, sx, sy, mfx, mfy, mfz, gfz)
                 prefix += v_i * w
-                if active:
+                if active and vw_only == 0:
                     g = v_i * tnext - (s0 - prefix)
                     ga = g * sigmoid(-ap)
                     gb = -g * sigmoid(-bn)
@@ -379,6 +396,9 @@ def build(scalar):
             pfz = fzz
         if carry != zero:
             scatter3(grad_sdf, sdf_base + pi * sx + pj * sy + pk, sx, sy, pfx, pfy, pfz, carry)
-        grad_inv_s[ray] = gs
+        if vw_only != 0:
+            grad_inv_s[tid] = prefix      # pass A of the sample chunks: this chunk's sum of v_i w_i
+        else:
+            grad_inv_s[tid] = gs
 
     return forward, backward
