@@ -17,6 +17,7 @@ from occflow_train import (
     cells_to_vertices,
     count_parameters,
     flow_head,
+    occupancy_from_sdf,
     sdf_head,
 )
 from volrender import GridSpec
@@ -204,3 +205,21 @@ def test_model_to_losses_end_to_end(scene):
         grads = [p.grad for p in getattr(model, name).parameters()]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
     assert model.deviation.grad is not None and model.deviation.grad.abs() > 0
+
+
+def test_ground_prior_makes_the_untrained_model_flat_ground():
+    cfg = _small_config()
+    with_prior = OccFlowModel(replace(cfg, heads=replace(cfg.heads, ground_prior=0.0))).eval()
+    without = OccFlowModel(cfg).eval()
+    without.load_state_dict(with_prior.state_dict())        # same weights: the prior is no parameter
+    assert "ground_sdf" not in with_prior.state_dict()
+    assert MODEL_PRESETS["synthetic-cpu"].heads.ground_prior == 0.0
+    sample = _sample(torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = with_prior(sample), without(sample)
+    z = with_prior.grid.points("vertex")[..., 2]
+    torch.testing.assert_close(a.sdf - b.sdf, z[None, None].expand_as(a.sdf), rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.flow, b.flow)
+    occ = occupancy_from_sdf(z[None, None], with_prior.grid, border=0)[0]   # the prior alone
+    zc = with_prior.grid.points("cell")[0, 0, :, 2]
+    assert bool(occ[:, :, zc < 0].all()) and not bool(occ[:, :, zc > 0.5].any())

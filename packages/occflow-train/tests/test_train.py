@@ -66,16 +66,52 @@ def test_cli_overrides_any_field(world, tmp_path):
         parse_args(["no-such-preset"])
 
 
-def test_kill_and_resume_equals_uninterrupted(world, tmp_path):
-    steps = ["--stage1.steps", "3", "--stage2.steps", "2", "--save-every", "1", "--keep-last", "10"]
-    full = _run(_args(world, tmp_path / "full", *steps))
+STEPS = ["--stage1.steps", "3", "--stage2.steps", "2", "--save-every", "1", "--keep-last", "10"]
+
+
+@pytest.fixture(scope="module")
+def full_run(world, tmp_path_factory) -> Path:
+    """An uninterrupted run of 3 + 2 steps (checkpoint every step)."""
+    out_dir = tmp_path_factory.mktemp("full")
+    full = _run(_args(world, out_dir, *STEPS))
     out, _ = full.communicate(timeout=900)
     assert full.returncode == 0, out
     assert "RayIoU" in out and "flat ground" in out            # the summary table was printed
-    final_full = latest_checkpoint(tmp_path / "full" / "checkpoints")
-    assert read_progress(final_full).global_step == 5 and read_progress(final_full).finished
-    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    return out_dir
+
+
+def test_full_run_outputs(full_run):
+    final = latest_checkpoint(full_run / "checkpoints")
+    assert read_progress(final).global_step == 5 and read_progress(final).finished
+    metrics = json.loads((full_run / "metrics.json").read_text())
     assert metrics["samples"] == 1
+    assert set(metrics) >= {"model", "flat_ground_baseline", "zero_flow_baseline", "depth"}
+    assert list((full_run / "logs").rglob("events.out.tfevents.*"))       # TensorBoard logs
+
+
+def test_predict_writes_what_the_metrics_cli_scores(full_run, world, tmp_path):
+    from occflow_metrics import read_prediction
+    from occflow_train.predict import load_run, main
+
+    ckpt, cfg = load_run(full_run)                    # a run folder resolves to its newest checkpoint
+    assert read_progress(ckpt).global_step == 5 and cfg.model.heads.hidden == 16
+    assert main(["--checkpoint", str(full_run), "--out", str(tmp_path / "pred"), "--pictures", "1"]) == 0
+    files = sorted((tmp_path / "pred").glob("*.npz"))
+    assert len(files) == 5                            # every keyframe of the validation scene
+    pred = read_prediction(tmp_path / "pred", files[0].stem)
+    assert pred["semantics"].shape == (200, 200, 16) and pred["flow"].shape == (200, 200, 16, 2)
+    assert (tmp_path / "pred" / "pictures" / "frame_000.png").stat().st_size > 10_000
+    cli = subprocess.run([sys.executable, "-m", "occflow_metrics", "--gt", str(world), "--pred",
+                          str(tmp_path / "pred"), "--variant", "geo", "--split", "val"],
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "RayIoU" in cli.stdout
+    assert main(["--checkpoint", str(tmp_path / "nothing")]) == 2
+
+
+def test_kill_and_resume_equals_uninterrupted(world, full_run, tmp_path):
+    steps = STEPS
+    final_full = latest_checkpoint(full_run / "checkpoints")
 
     # Same run, killed (SIGKILL) as soon as the stage-1 checkpoint of step 2 exists, then resumed.
     ckpts = tmp_path / "killed" / "checkpoints"
@@ -101,3 +137,29 @@ def test_kill_and_resume_equals_uninterrupted(world, tmp_path):
     # Stage 2 started from stage 1's weights: inv_s (deviation) frozen in stage 2.
     stage1_end = _weights(ckpts / "step-00000003")
     assert torch.equal(stage1_end["deviation"], b["deviation"])
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_stay_in_sync_and_evaluate_like_one(world, tmp_path):
+    """``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2`` (gloo): the ranks
+    end with identical parameters, and the sharded evaluation equals a single-process one."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    args = [*TINY, "--data.root", str(world), "--data.cue-cache", str(world / "gt_cues"),
+            "--data.max-val-samples", "0", "--stage1.steps", "2", "--stage2.steps", "1"]
+    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                          "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                          "--dynamo_backend", "no", "-m", "occflow_train", *args,
+                          "--output-dir", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=1800)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert "parameters identical on all 2 processes" in two.stdout + two.stderr
+    final = latest_checkpoint(tmp_path / "two" / "checkpoints")
+    one = subprocess.run([sys.executable, "-m", "occflow_train", *args, "--stage", "2", "--stage2.steps", "0",
+                          "--init-from", str(final), "--output-dir", str(tmp_path / "one")],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=1800)
+    assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert m2["samples"] == m1["samples"] == 5
+    assert m2 == m1

@@ -13,6 +13,7 @@ from ._config import (
     RenderConfig,
 )
 from ._eval_utils import flow_to_velocity, occupancy_from_sdf, vertices_to_cells
+from ._evaluate import EvalResult, evaluate_model, write_pictures
 from ._field import SceneField
 from ._heads import PointwiseMLP, flow_head, sdf_head
 from ._losses.compute import compute_losses
@@ -33,6 +34,7 @@ from ._losses.terms import (
     static_flow_regularization,
 )
 from ._model import OccFlowModel, count_parameters
+from ._optim import OptimConfig
 from ._rays import (
     CameraRays,
     LidarRays,
@@ -44,10 +46,21 @@ from ._rays import (
     sample_lidar_rays,
 )
 from ._refine import Refine3D, cells_to_vertices
+from ._train import PRESETS, DataConfig, EvalConfig, StageConfig, TrainConfig, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
+    "DataConfig",
+    "EvalConfig",
+    "EvalResult",
+    "OptimConfig",
+    "StageConfig",
+    "TrainConfig",
+    "evaluate_model",
+    "train",
+    "write_pictures",
     "CameraRays",
     "HeadConfig",
     "LidarRays",

@@ -202,12 +202,18 @@ class HeadConfig:
         flow_hidden_layers: hidden layers of the flow MLP (2; the SDF MLP has 1).
         flow_init_std: std of the flow MLP's last-layer initial weights (1e-2; bias 0).
         sdf_bias_init: initial bias of the SDF MLP's last layer, metres (positive = start empty).
+        ground_prior: if not None, the SDF head predicts a residual on top of the signed distance
+            to a horizontal ground plane at this height (ego frame z, metres): ``sdf = mlp + (z -
+            ground_prior)``. A geometric initialisation in the spirit of NeuS's sphere init: the
+            untrained model is flat ground with free space above it, instead of a field of zeros
+            (which the 0.1 m occupancy threshold would call occupied everywhere). None = released.
     """
 
     hidden: int = 96
     flow_hidden_layers: int = 2
     flow_init_std: float = 1e-2
     sdf_bias_init: float = 0.0
+    ground_prior: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int("HeadConfig", "hidden", self.hidden)
@@ -215,6 +221,8 @@ class HeadConfig:
         _non_negative("HeadConfig", "flow_init_std", self.flow_init_std)
         if not math.isfinite(self.sdf_bias_init):
             raise ValueError(f"HeadConfig.sdf_bias_init must be finite, got {self.sdf_bias_init}")
+        if self.ground_prior is not None and not math.isfinite(self.ground_prior):
+            raise ValueError(f"HeadConfig.ground_prior must be None or finite, got {self.ground_prior}")
 
 
 @dataclass(frozen=True)
@@ -278,7 +286,7 @@ def _model_presets() -> dict[str, ModelConfig]:
                                     lower=enc_cpu.lower, upper=enc_cpu.upper),
         refine=RefineConfig(blocks=(1, 1, 1), channels=(32, 32, 64), strides=(1, 2, 2), fpn_channels=32,
                             out_channels=16, upsample=2),
-        heads=HeadConfig(hidden=32))
+        heads=HeadConfig(hidden=32, ground_prior=0.0))
     return {"nuscenes": nuscenes, "kitti": kitti, "synthetic-cpu": synthetic_cpu}
 
 

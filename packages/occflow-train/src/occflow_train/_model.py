@@ -56,6 +56,11 @@ class OccFlowModel(nn.Module):
         nn.init.constant_(self.sdf_head.net[-1].bias, h.sdf_bias_init)
         self.flow_head = flow_head(r.out_channels, h.hidden, h.flow_hidden_layers, h.flow_init_std)
         self.deviation = nn.Parameter(torch.tensor(float(config.deviation_init)))
+        if h.ground_prior is not None:   # signed distance to the ground plane at every vertex, metres
+            z = self.grid.points("vertex")[..., 2] - float(h.ground_prior)
+            self.register_buffer("ground_sdf", z[None, None], persistent=False)
+        else:
+            self.ground_sdf = None
 
     def inv_s(self) -> torch.Tensor:
         """NeuS sharpness ``exp(10 v)`` (1/m), a one-element tensor for ``volrender``."""
@@ -101,7 +106,10 @@ class OccFlowModel(nn.Module):
         fused = self.fusion(torch.stack(volumes, dim=1), poses)
         refined = self.refine(fused)
         features = cells_to_vertices(refined)
-        return SceneField(self.sdf_head(features), self.flow_head(features), self.grid)
+        sdf = self.sdf_head(features)
+        if self.ground_sdf is not None:
+            sdf = sdf + self.ground_sdf.to(sdf.dtype)
+        return SceneField(sdf, self.flow_head(features), self.grid)
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:

@@ -55,6 +55,10 @@ class DataConfig:
         make_cues: generate missing cues with ``pseudolabels`` before training (DIS optical flow
             and the geometric movable mask; no labels are used).
         dis_preset: OpenCV DIS preset of the generated flow ("ultrafast", "fast", "medium").
+        mask_method: how the generated movable-object mask is made: "geometric" (residual between
+            optical flow and the rigid flow of LiDAR depth; no labels) or "boxes" (the dataset's
+            annotation boxes of movable classes projected into the images: USES LABELS, a stand-in
+            for the pretrained 2-D segmentation network of the paper, which cannot be downloaded here).
         sequence: how samples are assembled (history, supervision frames, resolutions).
         num_workers: DataLoader worker processes.
         max_val_samples: evaluate on at most this many validation samples (0 = all).
@@ -70,6 +74,7 @@ class DataConfig:
     cues: tuple[str, ...] = ("track", "mask")
     make_cues: bool = True
     dis_preset: str = "medium"
+    mask_method: Literal["geometric", "boxes"] = "geometric"
     sequence: od.SequenceConfig = od.SequenceConfig()
     num_workers: int = 0
     max_val_samples: int = 0
@@ -187,13 +192,14 @@ def _presets() -> dict[str, TrainConfig]:
     synthetic = TrainConfig(
         data=DataConfig(sequence=od.SequenceConfig(history=2, image=synth_image, lidar_depth=True,
                                                    scene_start="pad"),
-                        cues=("flow", "mask"), dis_preset="fast"),
+                        cues=("track", "mask"), dis_preset="fast", mask_method="boxes"),
         model=MODEL_PRESETS["synthetic-cpu"],
         render=RenderConfig(rays_per_camera=(12, 24), n_samples=64, lidar_rays=1024),
-        loss=LossConfig(dynamic_threshold=2.0),
-        stage1=StageConfig(steps=300, optim=OptimConfig(lr=2e-3, warmup_steps=20, milestones=(0.8,),
+        # flow weights x10 of the paper's: the short CPU schedule has 100 flow steps, not 16 epochs
+        loss=LossConfig(dynamic_threshold=2.0, flow=0.05, flow_aux=0.05),
+        stage1=StageConfig(steps=200, optim=OptimConfig(lr=2e-3, warmup_steps=20, milestones=(0.8,),
                                                         lr_mult={"encoder.backbone": 0.5})),
-        stage2=StageConfig(steps=150, optim=OptimConfig(
+        stage2=StageConfig(steps=100, optim=OptimConfig(
             lr=1e-3, warmup_steps=10, milestones=(0.6, 0.8), gamma=0.4,
             lr_mult={"encoder": 0.25, "encoder.backbone": 0.1, "fusion": 0.4})),
         save_every=100,
@@ -260,7 +266,7 @@ def resolve_data(config: DataConfig, *, progress: bool = True) -> tuple[DataConf
     cues = tuple(config.cues)
     if cues and config.make_cues:
         make_missing_cues(config.dataset, root, config.version, cue_cache, cues, preset=config.dis_preset,
-                          progress=progress)
+                          mask_method=config.mask_method, progress=progress)
     seq = replace(seq, cues=cues, cue_cache=str(cue_cache) if cues else None,
                   occ_root=str(occ_root) if occ_root is not None and config.dataset != "kitti-odometry"
                   else seq.occ_root,
@@ -269,21 +275,23 @@ def resolve_data(config: DataConfig, *, progress: bool = True) -> tuple[DataConf
 
 
 def make_missing_cues(dataset: str, root: Path, version: str, cache: Path, cues: tuple[str, ...],
-                      *, preset: str = "medium", progress: bool = True) -> None:
+                      *, preset: str = "medium", mask_method: str = "geometric",
+                      progress: bool = True) -> None:
     """Generate the cues the reader will load (skips files already complete and valid)."""
     from pseudolabels._pipeline import CueConfig, DatasetConfig, make_cues
 
     name = {"synthetic": "nuscenes", "kitti-mot": "kitti-tracking"}.get(dataset, dataset)
     ds = DatasetConfig(name=name, root=str(root), version=version)
     for cue in cues:
-        cfg = CueConfig(cue=cue, preset=preset, mask_flow="track" if "track" in cues else "flow")
+        cfg = CueConfig(cue=cue, preset=preset, mask_flow="track" if "track" in cues else "flow",
+                        mask_method=mask_method)
         make_cues(ds, cfg, cache, workers=1, progress=progress)
 
 
 def open_dataset(config: DataConfig, seq: od.SequenceConfig, split: str, *, train: bool):
     """The reader for ``split`` (a torch Dataset of :class:`occflow_data.Sample`)."""
-    if not train:   # evaluate every keyframe: pad scene starts, no supervision frames needed
-        seq = replace(seq, aux_prev=False, next_frame=False, scene_start="pad")
+    if not train:   # evaluate every keyframe: pad scene starts; no supervision frames or cues needed
+        seq = replace(seq, aux_prev=False, next_frame=False, scene_start="pad", cues=(), cue_cache=None)
     with contextlib.redirect_stdout(io.StringIO()) if not train else contextlib.nullcontext():
         if config.dataset in ("synthetic", "nuscenes"):
             return od.NuScenesSequences(config.root, _split(split), seq, version=config.version,
@@ -483,8 +491,25 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
     bar.close()
     result.steps = step
     result.seconds = time.perf_counter() - t0
+    check_ranks_in_sync(accelerator, unwrapped)
     accelerator.free_memory()
     return result
+
+
+def check_ranks_in_sync(accelerator, model: torch.nn.Module) -> None:
+    """Raise if any process holds different parameters than process 0 (a data-parallel bug).
+
+    Compares one float64 checksum per parameter tensor across processes; a no-op with one process.
+    """
+    if accelerator.num_processes == 1:
+        return
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(accelerator.device)
+    gathered = accelerator.gather(sums[None])                      # [processes, parameters]
+    bad = (gathered != gathered[:1]).any(dim=0)
+    if bool(bad.any()):
+        names = [n for (n, _), b in zip(model.named_parameters(), bad.tolist(), strict=True) if b]
+        raise RuntimeError(f"parameters differ across processes after training: {names[:5]}")
+    accelerator.print(f"[occflow_train] parameters identical on all {accelerator.num_processes} processes")
 
 
 def train(config: TrainConfig, accelerator=None) -> dict[str, Any]:
