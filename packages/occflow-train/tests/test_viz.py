@@ -50,3 +50,11 @@ def test_figure_written(tmp_path):
                             arrows=(np.array([[1.0, 1.0]]), np.array([[1.0, 0.0]])),
                             novel_depth=torch.rand(4, 6, generator=g) + 1, title="t")
     assert out.stat().st_size > 1000
+
+
+def test_depth_colours_robust_to_a_few_near_pixels():
+    d = torch.full((20, 20), 30.0)
+    d[:10] = 10.0
+    d[0, 0] = 0.01                                   # one pixel almost on the camera
+    rgb = depth_to_rgb(d)
+    assert rgb[5, 5].sum() > rgb[15, 15].sum() + 0.3     # 10 m still clearly brighter than 30 m

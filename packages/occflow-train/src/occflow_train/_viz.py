@@ -58,7 +58,11 @@ def flow_to_rgb(flow: torch.Tensor | np.ndarray, max_norm: float | None = None) 
 
 
 def depth_to_rgb(depth: torch.Tensor | np.ndarray, max_depth: float | None = None) -> np.ndarray:
-    """``[H, W]`` depth (metres, 0 = none) to ``[H, W, 3]`` RGB, near = bright, none = black."""
+    """``[H, W]`` depth (metres, 0 = none) to ``[H, W, 3]`` RGB, near = bright, none = black.
+
+    Inverse depth is mapped linearly from ``max_depth`` (default: the 95th percentile, darkest) to
+    the 5th percentile of the depths (brightest) through matplotlib's "magma".
+    """
     d = _as_numpy(depth, "depth")
     if d.ndim != 2:
         raise ValueError(f"depth must have shape [H, W], got {tuple(d.shape)}")
@@ -67,9 +71,13 @@ def depth_to_rgb(depth: torch.Tensor | np.ndarray, max_depth: float | None = Non
     valid = d > 0
     if max_depth is None:
         max_depth = float(np.percentile(d[valid], 95)) if valid.any() else 1.0
+    # inverse depth between the 5th percentile (brightest) and max_depth (darkest), so that a few
+    # very near pixels do not squeeze everything else into black
+    min_depth = float(np.percentile(d[valid], 5)) if valid.any() else 1e-3
+    min_depth = min(max(min_depth, 1e-3), max_depth * 0.999)
     inv = np.where(valid, 1.0 / np.maximum(d, 1e-3), 0.0)
-    lo = 1.0 / max(max_depth, 1e-3)
-    norm = np.clip((inv - lo) / max(inv.max() - lo, 1e-6), 0.0, 1.0)
+    lo, hi = 1.0 / max(max_depth, 1e-3), 1.0 / min_depth
+    norm = np.clip((inv - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     rgb = matplotlib.colormaps["magma"](norm)[..., :3].astype(np.float32)
     rgb[~valid] = 0.0
     return rgb
