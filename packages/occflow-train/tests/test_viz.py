@@ -55,6 +55,8 @@ def test_figure_written(tmp_path):
 def test_depth_colours_robust_to_a_few_near_pixels():
     d = torch.full((20, 20), 30.0)
     d[:10] = 10.0
-    d[0, 0] = 0.01                                   # one pixel almost on the camera
+    d[0, 0] = 0.2                                    # one pixel almost on the camera
+    d[19, :] = 0.01                                  # sky: opacity ~0, depth ~0 -> none
     rgb = depth_to_rgb(d)
     assert rgb[5, 5].sum() > rgb[15, 15].sum() + 0.3     # 10 m still clearly brighter than 30 m
+    assert np.all(rgb[19] == 0)

@@ -57,8 +57,12 @@ def flow_to_rgb(flow: torch.Tensor | np.ndarray, max_norm: float | None = None) 
     return rgb
 
 
-def depth_to_rgb(depth: torch.Tensor | np.ndarray, max_depth: float | None = None) -> np.ndarray:
-    """``[H, W]`` depth (metres, 0 = none) to ``[H, W, 3]`` RGB, near = bright, none = black.
+def depth_to_rgb(depth: torch.Tensor | np.ndarray, max_depth: float | None = None,
+                 min_valid: float = 0.1) -> np.ndarray:
+    """``[H, W]`` depth (metres) to ``[H, W, 3]`` RGB, near = bright, none = black.
+
+    Depths below ``min_valid`` metres count as none (rendered rays that hit nothing, e.g. sky,
+    have a depth near 0 because their opacity is near 0).
 
     Inverse depth is mapped linearly from ``max_depth`` (default: the 95th percentile, darkest) to
     the 5th percentile of the depths (brightest) through matplotlib's "magma".
@@ -68,7 +72,7 @@ def depth_to_rgb(depth: torch.Tensor | np.ndarray, max_depth: float | None = Non
         raise ValueError(f"depth must have shape [H, W], got {tuple(d.shape)}")
     import matplotlib
 
-    valid = d > 0
+    valid = d > min_valid
     if max_depth is None:
         max_depth = float(np.percentile(d[valid], 95)) if valid.any() else 1.0
     # inverse depth between the 5th percentile (brightest) and max_depth (darkest), so that a few
