@@ -124,3 +124,17 @@ def test_keep_last_validated(tmp_path):
     acc, *_ = _setup(tmp_path)
     with pytest.raises(ValueError, match="keep_last"):
         save_checkpoint(acc, tmp_path / "c", Progress(1, 1, 1), keep_last=0)
+
+
+def test_grad_checkpointing_reaches_the_built_model():
+    from dataclasses import replace
+
+    from occflow_train import PRESETS
+    from occflow_train._train import build_model
+
+    plain = build_model(PRESETS["synthetic"])
+    ckpt = build_model(replace(PRESETS["synthetic"], grad_checkpointing=True))
+    assert not plain.encoder.config.grad_checkpoint and not plain.fusion.config.checkpoint
+    assert ckpt.encoder.config.grad_checkpoint and ckpt.fusion.config.checkpoint
+    assert ckpt.encoder.backbone.body.grad_checkpointing
+    assert not plain.encoder.backbone.body.grad_checkpointing

@@ -352,6 +352,16 @@ class StageResult:
     last_losses: dict[str, float] = field(default_factory=dict)
 
 
+def build_model(config: TrainConfig) -> OccFlowModel:
+    """The model of ``config``; ``grad_checkpointing`` switches on activation recomputation in the
+    encoder (backbone stages and TPV layers) and the temporal fusion before they are built."""
+    model_cfg = config.model
+    if config.grad_checkpointing:
+        model_cfg = replace(model_cfg, encoder=replace(model_cfg.encoder, grad_checkpoint=True),
+                            fusion=replace(model_cfg.fusion, checkpoint=True))
+    return OccFlowModel(model_cfg)
+
+
 def _set_trainable(model: OccFlowModel, stage: int) -> None:
     """Stage 1: everything but the flow head, inv_s learnable. Stage 2: all, inv_s frozen."""
     for p in model.parameters():
@@ -392,8 +402,6 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
         return result
     set_seed(config.seed + stage)
     _set_trainable(model, stage)
-    if config.grad_checkpointing:
-        model.encoder.config = replace(model.encoder.config, grad_checkpoint=True)
     optimizer = make_optimizer(model, stage_cfg.optim)
     scheduler = make_scheduler(optimizer, total, stage_cfg.optim)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
@@ -547,7 +555,7 @@ def train(config: TrainConfig, accelerator=None) -> dict[str, Any]:
     train_set = open_dataset(data_cfg, seq, data_cfg.train_split, train=True)
 
     torch.manual_seed(config.seed)
-    model = OccFlowModel(config.model)
+    model = build_model(config)
     latest = latest_checkpoint(ckpt_root) if config.resume else None
     resume_at = read_progress(latest) if latest is not None else None
     if config.resume and latest is None:
