@@ -20,11 +20,15 @@ class SceneField:
             current time, metres per supervision step (0.5 s on nuScenes keyframes), ego
             motion excluded; ``flow_to_velocity`` turns it into m/s.
         grid: the box and resolution both grids live on (ego frame, metres).
+        inv_s: ``[1]`` NeuS sharpness the field was predicted with (1/m), or None. The model
+            computes it inside its forward pass, so that under DistributedDataParallel the
+            parameter it comes from is used (and its gradient reduced) exactly once per step.
     """
 
     sdf: torch.Tensor
     flow: torch.Tensor
     grid: GridSpec
+    inv_s: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, GridSpec):
@@ -43,6 +47,8 @@ class SceneField:
         if self.sdf.shape[0] != self.flow.shape[0]:
             raise ValueError(f"sdf and flow must share the batch size, got {self.sdf.shape[0]} and "
                              f"{self.flow.shape[0]}")
+        if self.inv_s is not None and (not isinstance(self.inv_s, torch.Tensor) or self.inv_s.numel() != 1):
+            raise ValueError(f"inv_s must be None or a one-element tensor, got {self.inv_s!r}")
         if self.sdf.device != self.flow.device:
             raise ValueError(f"sdf and flow must be on one device, got {self.sdf.device} and "
                              f"{self.flow.device}")
@@ -54,4 +60,5 @@ class SceneField:
 
     def detach(self) -> SceneField:
         """A copy whose tensors are cut from the autograd graph."""
-        return SceneField(self.sdf.detach(), self.flow.detach(), self.grid)
+        inv_s = None if self.inv_s is None else self.inv_s.detach()
+        return SceneField(self.sdf.detach(), self.flow.detach(), self.grid, inv_s)

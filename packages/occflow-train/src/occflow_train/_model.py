@@ -89,7 +89,8 @@ class OccFlowModel(nn.Module):
 
         Returns:
             :class:`SceneField` with sdf ``[B, 1, *grid.vertex_shape]`` and flow
-            ``[B, 2, *grid.vertex_shape]`` (metres per supervision step) on :attr:`grid`.
+            ``[B, 2, *grid.vertex_shape]`` (metres per supervision step) on :attr:`grid`, and the
+            current ``inv_s`` (computed here so that DDP sees the deviation used in forward).
         """
         if isinstance(batch, Sample):
             batch = collate_samples([batch])
@@ -109,7 +110,7 @@ class OccFlowModel(nn.Module):
         sdf = self.sdf_head(features)
         if self.ground_sdf is not None:
             sdf = sdf + self.ground_sdf.to(sdf.dtype)
-        return SceneField(sdf, self.flow_head(features), self.grid)
+        return SceneField(sdf, self.flow_head(features), self.grid, inv_s=self.inv_s())
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:

@@ -441,7 +441,7 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
             with accelerator.accumulate(prepared), accelerator.autocast():
                 field_ = prepared(batch)
                 losses = compute_losses(field_, batch, stage, config.loss, config.render,
-                                        inv_s=unwrapped.inv_s(), generator=gen, cos_anneal_ratio=ratio)
+                                        inv_s=field_.inv_s, generator=gen, cos_anneal_ratio=ratio)
                 total_loss = losses["total"]
                 finite = torch.isfinite(total_loss.detach()).float().reshape(1)
                 all_finite = bool(accelerator.reduce(finite, reduction="sum").item()
@@ -499,25 +499,43 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
     bar.close()
     result.steps = step
     result.seconds = time.perf_counter() - t0
+    sync_buffers(accelerator, unwrapped)
     check_ranks_in_sync(accelerator, unwrapped)
     accelerator.free_memory()
     return result
 
 
-def check_ranks_in_sync(accelerator, model: torch.nn.Module) -> None:
-    """Raise if any process holds different parameters than process 0 (a data-parallel bug).
+def sync_buffers(accelerator, model: torch.nn.Module) -> None:
+    """Copy every buffer (e.g. BatchNorm running statistics) from process 0 to all processes.
 
-    Compares one float64 checksum per parameter tensor across processes; a no-op with one process.
+    DDP broadcasts buffers at the start of each forward pass only, so after the last step each
+    process holds the statistics of its own last batch; the checkpoint holds process 0's. Without
+    this, processes would evaluate slightly different models.
     """
     if accelerator.num_processes == 1:
         return
-    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(accelerator.device)
-    gathered = accelerator.gather(sums[None])                      # [processes, parameters]
+    import torch.distributed as dist
+
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
+def check_ranks_in_sync(accelerator, model: torch.nn.Module) -> None:
+    """Raise if any process holds different parameters or buffers than process 0 (a data-parallel bug).
+
+    Compares one float64 checksum per tensor across processes; a no-op with one process.
+    """
+    if accelerator.num_processes == 1:
+        return
+    named = [*model.named_parameters(), *model.named_buffers()]
+    sums = torch.stack([t.detach().double().sum() for _, t in named]).to(accelerator.device)
+    gathered = accelerator.gather(sums[None])                      # [processes, tensors]
     bad = (gathered != gathered[:1]).any(dim=0)
     if bool(bad.any()):
-        names = [n for (n, _), b in zip(model.named_parameters(), bad.tolist(), strict=True) if b]
-        raise RuntimeError(f"parameters differ across processes after training: {names[:5]}")
-    accelerator.print(f"[occflow_train] parameters identical on all {accelerator.num_processes} processes")
+        names = [n for (n, _), b in zip(named, bad.tolist(), strict=True) if b]
+        raise RuntimeError(f"parameters or buffers differ across processes after training: {names[:5]}")
+    accelerator.print(f"[occflow_train] parameters identical on all {accelerator.num_processes} processes "
+                      f"(buffers too)")
 
 
 def train(config: TrainConfig, accelerator=None) -> dict[str, Any]:
