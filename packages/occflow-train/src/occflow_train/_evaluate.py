@@ -20,7 +20,7 @@ and added in index order, so N processes give exactly the single-process numbers
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,10 +266,14 @@ def merge_sample_evals(evals: list[SampleEval]) -> EvalResult:
 
 
 def validation_set(config):
-    """The validation reader of ``config`` (ground truth on, auxiliary frame off)."""
+    """The validation reader of ``config`` (ground truth on, no supervision frames, no cues).
+
+    Resolves the data root without generating or re-checking cues (evaluation reads none);
+    :func:`occflow_train.train` opens its reader once and passes it in instead.
+    """
     from ._train import open_dataset, resolve_data
 
-    data_cfg, seq = resolve_data(config.data, progress=False)
+    data_cfg, seq = resolve_data(replace(config.data, make_cues=False), progress=False)
     return open_dataset(data_cfg, seq, data_cfg.val_split, train=False)
 
 

@@ -388,8 +388,10 @@ def _load_model_weights(model: OccFlowModel, checkpoint: Path) -> None:
 
 # ----------------------------------------------------------------------------------- the loop
 def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, stage: int,
-              *, start: Progress | None, global_offset: int, ckpt_root: Path) -> StageResult:
-    """Train one stage; returns what happened. ``start`` resumes inside the stage."""
+              *, start: Progress | None, global_offset: int, ckpt_root: Path,
+              val_set=None) -> StageResult:
+    """Train one stage; returns what happened. ``start`` resumes inside the stage; ``val_set`` is
+    the validation reader used by ``config.eval.every`` (opened by :func:`train`)."""
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -491,7 +493,7 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
             if config.eval.every and step % config.eval.every == 0 and step < total:
                 from ._evaluate import evaluate_model
 
-                metrics = evaluate_model(accelerator, unwrapped, config, progress=False)
+                metrics = evaluate_model(accelerator, unwrapped, config, progress=False, dataset=val_set)
                 accelerator.log({f"eval/{k}": v for k, v in metrics.flat().items()},
                                 step=global_offset + step)
             if step >= total:
@@ -571,6 +573,7 @@ def train(config: TrainConfig, accelerator=None) -> dict[str, Any]:
     with contextlib.suppress(Exception):  # trackers are optional (tensorboard missing is fine)
         accelerator.init_trackers("occflow", config={k: v for k, v in _flat(config).items()})
     train_set = open_dataset(data_cfg, seq, data_cfg.train_split, train=True)
+    val_set = open_dataset(data_cfg, seq, data_cfg.val_split, train=False)
 
     torch.manual_seed(config.seed)
     model = build_model(config)
@@ -602,18 +605,19 @@ def train(config: TrainConfig, accelerator=None) -> dict[str, Any]:
             if source is not None:
                 _load_model_weights(model, Path(source))
         results.append(run_stage(accelerator, config, model, train_set, stage, start=start,
-                                 global_offset=offset, ckpt_root=ckpt_root))
+                                 global_offset=offset, ckpt_root=ckpt_root, val_set=val_set))
         offset += (config.stage1 if stage == 1 else config.stage2).steps
         resume_at = None
 
     from ._evaluate import evaluate_model, write_pictures
 
-    metrics = evaluate_model(accelerator, model, config, progress=config.progress)
+    metrics = evaluate_model(accelerator, model, config, progress=config.progress, dataset=val_set)
     if accelerator.is_main_process:
         (out / "metrics.json").write_text(json.dumps(metrics.as_dict(), indent=2))
         accelerator.print(metrics.table())
         if config.eval.pictures:
-            paths = write_pictures(model, config, out / "pictures", count=config.eval.pictures)
+            paths = write_pictures(model, config, out / "pictures", count=config.eval.pictures,
+                                   dataset=val_set)
             accelerator.print(f"[occflow_train] pictures: {', '.join(str(p) for p in paths)}")
     accelerator.log({f"eval/{k}": v for k, v in metrics.flat().items()}, step=offset)
     accelerator.end_training()
