@@ -12,7 +12,9 @@ def helpers(scalar) -> SimpleNamespace:
 
     ``expm1`` (Kahan's accurate form), ``sigmoid``, ``cell``/``frac`` (clamped base index and
     fraction of a continuous vertex coordinate), ``lerp3`` (trilinear read at a flat base index with
-    strides ``sx``, ``sy`` and unit z stride) and ``scatter3`` (its adjoint, with ``atomic_add``).
+    strides ``sx``, ``sy`` and unit z stride), ``lerp_at`` (the same at continuous vertex coordinates
+    ``(ux, uy, uz)``, clamped onto the grid) and ``scatter3`` (the adjoint of ``lerp3``, with
+    ``atomic_add``).
     """
     zero = scalar(0.0)
     one = scalar(1.0)
@@ -51,6 +53,14 @@ def helpers(scalar) -> SimpleNamespace:
         return (c00 * (one - fy) + c01 * fy) * (one - fx) + (c10 * (one - fy) + c11 * fy) * fx
 
     @wp.func
+    def lerp_at(f: wp.array(dtype=scalar), base: int, sx: int, sy: int, nx: int, ny: int, nz: int,
+                ux: scalar, uy: scalar, uz: scalar) -> scalar:
+        i = cell(ux, nx)
+        j = cell(uy, ny)
+        k = cell(uz, nz)
+        return lerp3(f, base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j), frac(uz, nz, k))
+
+    @wp.func
     def scatter3(g: wp.array(dtype=scalar), o: int, sx: int, sy: int, fx: scalar, fy: scalar, fz: scalar,
                  v: scalar):
         a0 = v * (one - fx)
@@ -68,4 +78,5 @@ def helpers(scalar) -> SimpleNamespace:
         wp.atomic_add(g, o + sx + sy, a11 * (one - fz))
         wp.atomic_add(g, o + sx + sy + 1, a11 * fz)
 
-    return SimpleNamespace(expm1=expm1, sigmoid=sigmoid, cell=cell, frac=frac, lerp3=lerp3, scatter3=scatter3)
+    return SimpleNamespace(expm1=expm1, sigmoid=sigmoid, cell=cell, frac=frac, lerp3=lerp3, lerp_at=lerp_at,
+                           scatter3=scatter3)

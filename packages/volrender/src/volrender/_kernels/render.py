@@ -38,6 +38,7 @@ def build(scalar):
 
     h = helpers(scalar)
     expm1, sigmoid, cell, frac, lerp3, scatter3 = h.expm1, h.sigmoid, h.cell, h.frac, h.lerp3, h.scatter3
+    lerp_at = h.lerp_at
 
     @wp.kernel(module="unique", enable_backward=False)
     def forward(sdf: wp.array(dtype=scalar), feat: wp.array(dtype=scalar), n_feat: int,
@@ -80,11 +81,7 @@ def build(scalar):
         ux = (ox + tp * dx - lx) / vx
         uy = (oy + tp * dy - ly) / vy
         uz = (oz + tp * dz - lz) / vz
-        i = cell(ux, nx)
-        j = cell(uy, ny)
-        k = cell(uz, nz)
-        ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                       frac(uz, nz, k))
+        ap = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
         trans = one
         if n_chunks > 1:
             trans = t_start[tid]
@@ -100,11 +97,7 @@ def build(scalar):
             ux = (ox + tn * dx - lx) / vx
             uy = (oy + tn * dy - ly) / vy
             uz = (oz + tn * dz - lz) / vz
-            i = cell(ux, nx)
-            j = cell(uy, ny)
-            k = cell(uz, nz)
-            bn = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                           frac(uz, nz, k))
+            bn = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
             alpha = zero
             if bn < ap:
                 alpha = -expm1(bn - ap) * sigmoid(-bn)
@@ -304,11 +297,7 @@ def build(scalar):
             ux = (ox + tp * dx - lx) / vx
             uy = (oy + tp * dy - ly) / vy
             uz = (oz + tp * dz - lz) / vz
-            i = cell(ux, nx)
-            j = cell(uy, ny)
-            k = cell(uz, nz)
-            ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                           frac(uz, nz, k))
+            ap = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
             for n in range(n0, n1):
                 if trans == zero:
                     break
@@ -319,11 +308,7 @@ def build(scalar):
                 ux = (ox + tn * dx - lx) / vx
                 uy = (oy + tn * dy - ly) / vy
                 uz = (oz + tn * dz - lz) / vz
-                i = cell(ux, nx)
-                j = cell(uy, ny)
-                k = cell(uz, nz)
-                bn = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                               frac(uz, nz, k))
+                bn = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
                 alpha = zero
                 if bn < ap:
                     alpha = -expm1(bn - ap) * sigmoid(-bn)
@@ -375,11 +360,7 @@ def build(scalar):
             ux = (ox + tp * dx - lx) / vx
             uy = (oy + tp * dy - ly) / vy
             uz = (oz + tp * dz - lz) / vz
-            i = cell(ux, nx)
-            j = cell(uy, ny)
-            k = cell(uz, nz)
-            ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                           frac(uz, nz, k))
+            ap = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
             trans = t_start[tid]
             for n in range(n0, n1):
                 if trans < thr:
@@ -391,11 +372,7 @@ def build(scalar):
                 ux = (ox + tn * dx - lx) / vx
                 uy = (oy + tn * dy - ly) / vy
                 uz = (oz + tn * dz - lz) / vz
-                i = cell(ux, nx)
-                j = cell(uy, ny)
-                k = cell(uz, nz)
-                bn = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                               frac(uz, nz, k))
+                bn = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
                 alpha = zero
                 if bn < ap:
                     alpha = -expm1(bn - ap) * sigmoid(-bn)

@@ -38,7 +38,7 @@ def build(scalar):
 
     hp = helpers(scalar)
     expm1, sigmoid, cell, frac = hp.expm1, hp.sigmoid, hp.cell, hp.frac
-    lerp3, scatter3 = hp.lerp3, hp.scatter3
+    lerp3, lerp_at, scatter3 = hp.lerp3, hp.lerp_at, hp.scatter3
 
     @wp.func
     def bilerp(img: wp.array(dtype=scalar), o: int, w: int, ax: scalar, ay: scalar) -> scalar:
@@ -91,11 +91,7 @@ def build(scalar):
         ux = (ox + tp * dx - lx) / vx
         uy = (oy + tp * dy - ly) / vy
         uz = (oz + tp * dz - lz) / vz
-        i = cell(ux, nx)
-        j = cell(uy, ny)
-        k = cell(uz, nz)
-        ap = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                       frac(uz, nz, k))
+        ap = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
         trans = one
         if n_chunks > 1:
             trans = t_start[tid]
@@ -110,11 +106,7 @@ def build(scalar):
             ux = (ox + tn * dx - lx) / vx
             uy = (oy + tn * dy - ly) / vy
             uz = (oz + tn * dz - lz) / vz
-            i = cell(ux, nx)
-            j = cell(uy, ny)
-            k = cell(uz, nz)
-            bn = s * lerp3(sdf, sdf_base + i * sx + j * sy + k, sx, sy, frac(ux, nx, i), frac(uy, ny, j),
-                           frac(uz, nz, k))
+            bn = s * lerp_at(sdf, sdf_base, sx, sy, nx, ny, nz, ux, uy, uz)
             alpha = zero
             if bn < ap:
                 alpha = -expm1(bn - ap) * sigmoid(-bn)
