@@ -37,6 +37,7 @@ from PIL import Image
 
 from volrender import SEMANTIC_KITTI, GridSpec
 
+from .._geometry import rigid_inverse
 from .._preprocess import IMAGE_KITTI, project_points
 from .._schema import GroundTruth
 from ._base import FrameInfo, SequenceConfig, SequenceDataset, _Scene, check_split_names
@@ -133,13 +134,6 @@ def _homogeneous(m34: np.ndarray, path: Path, key: str) -> np.ndarray:
     return out
 
 
-def _inverse(m: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = m[:3, :3].T
-    out[:3, 3] = -m[:3, :3].T @ m[:3, 3]
-    return out
-
-
 def camera_from_projection(p: np.ndarray, path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     """Split a rectified 3x4 projection ``P = K [I | t]`` into ``K`` and ``t`` (cam-0 -> this camera)."""
     k = p[:, :3].copy()
@@ -200,7 +194,7 @@ def oxts_poses(oxts: np.ndarray) -> np.ndarray:
     poses[:, 2, 1] = cp * sr
     poses[:, 2, 2] = cp * cr
     poses[:, :3, 3] = t
-    return _inverse(poses[0])[None] @ poses
+    return rigid_inverse(poses[0])[None] @ poses
 
 
 def _read_rows(path: Path, width: int, what: str) -> np.ndarray:
@@ -244,7 +238,7 @@ class _KittiBase(SequenceDataset):
         self, calib: dict[str, np.ndarray], path: Path, proj_keys: Sequence[str], velo_to_rect: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Intrinsics [N, 3, 3] and cam_to_ego [N, 4, 4] (ego = Velodyne) of the chosen cameras."""
-        rect_to_velo = _inverse(velo_to_rect)
+        rect_to_velo = rigid_inverse(velo_to_rect)
         ks, c2e = [], []
         for key in proj_keys:
             k, t = camera_from_projection(_matrix(calib, key, (3, 4), path), path, key)
@@ -393,7 +387,7 @@ class SemanticKittiSequences(_KittiBase):
             cam_poses = _read_rows(folder / "poses.txt", 12, "poses")[:, :12].reshape(-1, 3, 4)
             poses = np.tile(np.eye(4), (len(cam_poses), 1, 1))
             poses[:, :3] = cam_poses
-            poses = _inverse(tr)[None] @ poses @ tr[None]
+            poses = rigid_inverse(tr)[None] @ poses @ tr[None]
             times = _read_rows(folder / "times.txt", 1, "timestamps")[:, 0]
             gt_dir = folder / "voxels" if config.load_gt else None
             if gt_dir is not None and not gt_dir.is_dir():
@@ -545,7 +539,7 @@ class KittiTrackingSequences(_KittiBase):
                 calib, calib_path, [proj[c] for c in self._cameras], r_rect @ velo_to_cam
             )
             oxts = _read_rows(base / "oxts" / f"{name}.txt", 6, "oxts")
-            poses = oxts_poses(oxts) @ _inverse(imu_to_velo)[None]
+            poses = oxts_poses(oxts) @ rigid_inverse(imu_to_velo)[None]
             times = np.arange(len(oxts), dtype=np.float64) * 0.1
             self._scenes.append(
                 self._sequence(

@@ -26,6 +26,7 @@ import torch
 
 from volrender import OCC3D_NUSCENES, GridSpec
 
+from .._geometry import rigid_inverse
 from .._schema import GroundTruth
 from ._base import FrameInfo, SequenceConfig, SequenceDataset, _Scene, check_split_names
 
@@ -84,13 +85,6 @@ def _pose(record: dict, where: str) -> np.ndarray:
     if t.shape != (3,) or not np.isfinite(t).all():
         raise ValueError(f"{where}: translation must be 3 finite numbers, got {record['translation']!r}")
     out[:3, 3] = t
-    return out
-
-
-def _inverse(m: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = m[:3, :3].T
-    out[:3, 3] = -m[:3, :3].T @ m[:3, 3]
     return out
 
 
@@ -291,7 +285,7 @@ class NuScenesSequences(SequenceDataset):
                 cam_sds = [nusc.get("sample_data", sample["data"][c]) for c in self._cameras]
                 lidar_cs = nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])
                 lidar_to_ego = (
-                    _inverse(ref)
+                    rigid_inverse(ref)
                     @ ego_pose(lidar_sd)
                     @ _pose(lidar_cs, f"calibrated_sensor {lidar_cs['token']} (LIDAR_TOP)")
                 )
@@ -313,7 +307,7 @@ class NuScenesSequences(SequenceDataset):
                 lidar_to_ego = lidar_path = gt_path = None
                 timestamp = sd_anchor["timestamp"] * 1e-6
                 key = sd_anchor["token"]
-            ref_inv = _inverse(ref)
+            ref_inv = rigid_inverse(ref)
             cams = [camera(sd, ref_inv) for sd in cam_sds]
             if sample is not None:
                 keyframes.append(len(frames))

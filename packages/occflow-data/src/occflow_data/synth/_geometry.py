@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._geometry import rigid_inverse
+
 
 @dataclass(frozen=True)
 class Boxes:
@@ -163,14 +165,8 @@ def camera_rotation(yaw: float, pitch: float = 0.0) -> np.ndarray:
     return np.stack([right, down, fwd], 1)
 
 
-def invert_pose(t: np.ndarray) -> np.ndarray:
-    """Inverse of rigid 4x4 transforms [..., 4, 4]."""
-    out = np.zeros_like(t)
-    r = np.swapaxes(t[..., :3, :3], -1, -2)
-    out[..., :3, :3] = r
-    out[..., :3, 3] = -(r @ t[..., :3, 3:4])[..., 0]
-    out[..., 3, 3] = 1.0
-    return out
+#: Inverse of rigid 4x4 transforms [..., 4, 4] (shared with the readers).
+invert_pose = rigid_inverse
 
 
 def apply(t: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from PIL import Image
 from volrender import OCC3D_NUSCENES
 
 from .. import __version__
+from .._readers import NUSCENES_CAMERAS
 from . import _classes as C
 from ._geometry import apply, invert_pose, rot_to_quat
 from ._gt import annotation_boxes, camera_flow, camera_visibility, lidar_visibility, pixel_masks, voxelize
@@ -83,14 +84,8 @@ ATTRIBUTES = (
     "pedestrian.moving",
 )
 VISIBILITY = (("1", "v0-40"), ("2", "v40-60"), ("3", "v60-80"), ("4", "v80-100"))
-CUE_CAMERAS = (
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-)
+#: Camera order of the written cue files: the readers' order, by construction.
+CUE_CAMERAS = NUSCENES_CAMERAS
 
 
 @dataclass(frozen=True)
