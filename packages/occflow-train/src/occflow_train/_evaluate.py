@@ -38,9 +38,9 @@ from occflow_metrics import (
     ray_origins,
     rayiou_counts_from_rays,
 )
+from volrender import sample_vertex_field
 
 from ._eval_utils import flow_to_velocity
-from ._losses.terms import sample_vertex_field
 
 #: Steps of the supervision interval per dataset, seconds (nuScenes keyframes at 2 Hz).
 STEP_SECONDS = {"synthetic": 0.5, "nuscenes": 0.5, "kitti-odometry": 0.1, "kitti-mot": 0.1}

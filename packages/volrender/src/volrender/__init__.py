@@ -6,6 +6,7 @@ from ._grid import LETOCCFLOW_NUSCENES, OCC3D_NUSCENES, SEMANTIC_KITTI, GridSpec
 from ._raycast import VoxelHits, raycast_voxels
 from ._regularisers import eikonal_loss, hessian_loss, sdf_gradient
 from ._render import RenderResult, ReprojectionResult, render_rays, render_reprojection
+from ._sample import sample_vertex_field
 
 __version__ = "0.1.0"
 
@@ -23,5 +24,6 @@ __all__ = [
     "raycast_voxels",
     "render_rays",
     "render_reprojection",
+    "sample_vertex_field",
     "sdf_gradient",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from volrender import GridSpec
+from volrender import GridSpec, sample_vertex_field
 
 
 def _tensor(name: str, value, ndim: int | None = None, *, floating: bool = True) -> torch.Tensor:
@@ -399,34 +399,6 @@ def sparsity_behind_surface(sample_sdf: torch.Tensor, t: torch.Tensor, depth: to
     _same_shape("depth", _tensor("depth", depth), sample_sdf.shape[:2], "[B, R]")
     behind = t > depth.detach()[..., None] + margin
     return _masked_mean(F.relu(-sample_sdf), behind)
-
-
-def sample_vertex_field(values: torch.Tensor, grid: GridSpec, points: torch.Tensor) -> torch.Tensor:
-    """Trilinear interpolation of a vertex field at points (clamped onto the box).
-
-    Args:
-        values: ``[B, C, NX, NY, NZ]`` field on the vertices of ``grid``.
-        grid: the field's grid.
-        points: ``[B, ..., 3]`` points in the grid's frame, metres.
-
-    Returns:
-        ``[B, ..., C]`` interpolated values (differentiable w.r.t. ``values``).
-    """
-    _tensor("values", values, 5)
-    if tuple(values.shape[2:]) != grid.vertex_shape:
-        raise ValueError(f"values must be on the grid's vertices {grid.vertex_shape}, got "
-                         f"{tuple(values.shape)}")
-    _tensor("points", points)
-    if points.shape[0] != values.shape[0] or points.shape[-1] != 3:
-        raise ValueError(f"points must be [B={values.shape[0]}, ..., 3], got {tuple(points.shape)}")
-    b, c = values.shape[:2]
-    extra = points.shape[1:-1]
-    index = grid.world_to_grid(points.reshape(b, -1, 3).to(values.dtype), "vertex")
-    cells = torch.tensor(grid.cells, dtype=values.dtype, device=values.device)
-    coords = (2.0 * index / cells - 1.0).clamp(-1.0, 1.0).flip(-1)     # grid_sample wants (z, y, x)
-    out = F.grid_sample(values, coords[:, :, None, None, :], mode="bilinear", padding_mode="border",
-                        align_corners=True)
-    return out.reshape(b, c, -1).transpose(1, 2).reshape(b, *extra, c)
 
 
 def sparsity_grid(sdf: torch.Tensor, grid: GridSpec, *, generator: torch.Generator | None = None,
