@@ -46,5 +46,10 @@ def test_flat_ground_occupies_cells_at_or_below_zero():
     assert int((labels[0, 0] != FREE).sum()) == 3      # centres -0.8, -0.4, 0.0 m
 
 
-def test_empty_merge():
-    assert isinstance(merge_sample_evals([]), EvalResult)
+def test_no_ground_truth_gives_an_empty_table():
+    result = merge_sample_evals([])
+    assert isinstance(result, EvalResult) and result.samples == 0
+    table = result.table()
+    assert "Evaluation on 0 validation samples" in table
+    row = next(line for line in table.splitlines() if line.startswith("RayIoU@1m"))
+    assert row.split()[1:3] == ["-", "-"]          # no numbers invented without ground truth
