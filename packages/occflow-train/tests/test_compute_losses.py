@@ -136,3 +136,22 @@ def test_warp_and_torch_backends_agree(scene, scene_sample):
         assert b[key].item() == pytest.approx(a[key].item(), rel=1e-4, abs=1e-6), key
     assert torch.allclose(ga_s, gb_s, atol=1e-6 * max(1.0, ga_s.abs().max().item()) * 10)
     assert torch.allclose(ga_f, gb_f, atol=1e-6 * max(1.0, ga_f.abs().max().item()) * 10)
+
+
+def test_flow_rays_add_dynamic_rays_and_keep_the_true_flow_best(scene, scene_sample):
+    import dataclasses
+
+    render = dataclasses.replace(RENDER, flow_rays=24)
+    flow = scene.flow_grid(SCENE_GRID)
+
+    def run(r, f):
+        field = SceneField(scene.sdf_grid(SCENE_GRID), f, SCENE_GRID)
+        return compute_losses(field, scene_sample, 2, LossConfig(), r, inv_s=50.0,
+                              generator=torch.Generator().manual_seed(0))
+
+    plain, extra = run(RENDER, flow), run(render, flow)
+    # more dynamic rays among the flow rays -> a smaller imbalance weight (eq. 11)
+    assert extra["gamma"] < plain["gamma"]
+    assert extra["dynamic_fraction"] == plain["dynamic_fraction"]      # the lattice's own mask
+    zero, wrong = run(render, torch.zeros_like(flow)), run(render, -flow)
+    assert zero["flow"] > 5 * extra["flow"] and wrong["flow"] > 8 * extra["flow"]

@@ -10,6 +10,7 @@ from occflow_train import (
     project_points,
     sample_camera_rays,
     sample_lidar_rays,
+    sample_mask_pixels,
 )
 
 
@@ -104,3 +105,22 @@ def test_lidar_rays_reach_their_points():
     assert torch.allclose(rays.directions.norm(dim=-1), torch.ones(()), atol=1e-6)
     with pytest.raises(ValueError, match="mask"):
         sample_lidar_rays(pts, 4, mask=mask.float())
+
+
+def test_mask_pixels_fall_inside_the_mask_and_cover_it():
+    mask = torch.zeros(2, 3, 10, 12, dtype=torch.bool)
+    mask[0, 0, 2:4, 5:9] = True          # 8 pixels
+    mask[1, 2, 9, 0] = True              # one corner pixel
+    pixels, valid = sample_mask_pixels(mask, 400, generator=torch.Generator().manual_seed(0))
+    assert pixels.shape == (2, 3, 1, 400, 2) and valid.shape == (2, 3, 1, 400)
+    assert valid[0, 0].all() and valid[1, 2].all()
+    assert not valid[0, 1].any() and not valid[1, 0].any()
+    hit = gather_pixels(mask, pixels)
+    assert hit[valid].all()
+    drawn = {tuple(p) for p in pixels[0, 0, 0].tolist()}
+    assert drawn == {(u, v) for v in (2, 3) for u in range(5, 9)}          # all 8, nothing else
+    assert (pixels[1, 2, 0] == torch.tensor([0, 9])).all()
+    with pytest.raises(ValueError, match="mask"):
+        sample_mask_pixels(mask.float(), 4)
+    with pytest.raises(ValueError, match="count"):
+        sample_mask_pixels(mask, 0)

@@ -44,6 +44,7 @@ from ._rays import (
     project_points,
     sample_camera_rays,
     sample_lidar_rays,
+    sample_mask_pixels,
 )
 from ._refine import Refine3D, cells_to_vertices
 from ._train import PRESETS, DataConfig, EvalConfig, StageConfig, TrainConfig, train
@@ -97,6 +98,7 @@ __all__ = [
     "rigid_flow",
     "sample_camera_rays",
     "sample_lidar_rays",
+    "sample_mask_pixels",
     "sample_vertex_field",
     "sdf_head",
     "silog_loss",

@@ -34,6 +34,10 @@ class RenderConfig:
             nuScenes, 44 x 152 on KITTI): 16,896 camera rays per step with 6 cameras.
         n_samples: samples (intervals) per ray, uniform between the entry and exit of the grid.
         lidar_rays: LiDAR rays per scene (0 = none).
+        flow_rays: stage 2 only: extra rays per camera drawn uniformly inside the movable-object
+            mask (where the flow cue is valid), used by the flow terms alone (0 = none, the
+            released setting). Moving objects cover a few percent of an image, so the lattice
+            gives them few rays; on small ray budgets this is most of the flow supervision.
         stratified: jitter the samples (training); False for deterministic rendering.
         random_rays: random stride and offset of the ray images (training); False centres a
             fixed lattice.
@@ -47,6 +51,7 @@ class RenderConfig:
     rays_per_camera: tuple[int, int] = (32, 88)
     n_samples: int = 256
     lidar_rays: int = 4096
+    flow_rays: int = 0
     stratified: bool = True
     random_rays: bool = True
     near: float = 0.0
@@ -62,8 +67,10 @@ class RenderConfig:
         object.__setattr__(self, "rays_per_camera", tuple(int(v) for v in self.rays_per_camera))
         _positive_int(o, "n_samples", self.n_samples)
         _positive_int(o, "sparsity_stride", self.sparsity_stride)
-        if isinstance(self.lidar_rays, bool) or not isinstance(self.lidar_rays, int) or self.lidar_rays < 0:
-            raise ValueError(f"{o}.lidar_rays must be an int >= 0, got {self.lidar_rays!r}")
+        for name in ("lidar_rays", "flow_rays"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{o}.{name} must be an int >= 0, got {value!r}")
         _non_negative(o, "near", self.near)
         if len(tuple(self.lidar_origin)) != 3 or not all(math.isfinite(float(v)) for v in self.lidar_origin):
             raise ValueError(f"{o}.lidar_origin must be 3 finite floats, got {self.lidar_origin!r}")

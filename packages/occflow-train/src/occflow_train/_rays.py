@@ -160,6 +160,38 @@ def sample_camera_rays(intrinsics: torch.Tensor, cam_to_ego: torch.Tensor, image
     return CameraRays(pixels, origins, directions)
 
 
+def sample_mask_pixels(mask: torch.Tensor, count: int, *,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``count`` pixels per camera uniformly (with replacement) from where ``mask`` is True.
+
+    Used to add rays on movable objects, which cover a few percent of an image and so get only a
+    handful of the regular lattice's rays.
+
+    Args:
+        mask: ``[B, N, H, W]`` bool mask of the loss image.
+        count: pixels per camera (>= 1).
+        generator: CPU generator for the draws.
+
+    Returns:
+        ``(pixels [B, N, 1, count, 2] long (column, row), valid [B, N, 1, count] bool)``; a camera
+        whose mask is empty gets pixel (0, 0) and ``valid = False`` everywhere. The pixels form a
+        ``1 x count`` "ray image", the shape :func:`gather_pixels` and :func:`pixel_rays` take.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.ndim != 4:
+        raise ValueError(f"mask must be a bool [B, N, H, W] tensor, got "
+                         f"{getattr(mask, 'shape', type(mask))} {getattr(mask, 'dtype', '')}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    b, n, H, W = mask.shape
+    flat = mask.reshape(b * n, H * W).cpu()
+    has_any = flat.any(dim=1)
+    probs = torch.where(has_any[:, None], flat.float(), torch.ones_like(flat, dtype=torch.float32))
+    idx = torch.multinomial(probs, count, replacement=True, generator=generator)
+    pixels = torch.stack([idx % W, idx // W], dim=-1).reshape(b, n, 1, count, 2)
+    valid = has_any[:, None].expand(b * n, count).reshape(b, n, 1, count)
+    return pixels.to(mask.device), valid.to(mask.device)
+
+
 def gather_pixels(image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """Values of per-camera images at integer pixels.
 

@@ -11,7 +11,15 @@ from occflow_data import Batch, FrameBatch, Sample, collate_samples, relative_po
 
 from .._config import LossConfig, RenderConfig
 from .._field import SceneField
-from .._rays import CameraRays, gather_pixels, project_points, sample_camera_rays, sample_lidar_rays
+from .._rays import (
+    CameraRays,
+    gather_pixels,
+    pixel_rays,
+    project_points,
+    sample_camera_rays,
+    sample_lidar_rays,
+    sample_mask_pixels,
+)
 from . import terms
 
 
@@ -53,6 +61,83 @@ def _displace(points: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor | Non
 def _per_camera(x: torch.Tensor, b: int, n: int) -> torch.Tensor:
     """``[B, N * h * w, ...]`` -> ``[B, N, h * w, ...]``."""
     return x.reshape(b, n, x.shape[1] // n, *x.shape[2:])
+
+
+@dataclass
+class _Motion:
+    """What the flow terms need of a set of R rendered rays (S samples each)."""
+
+    pixels: torch.Tensor          # [B, R, 2] ray pixel (u, v) in the current loss image
+    cue: torch.Tensor             # [B, R, 2] optical-flow cue to the next frame, pixels
+    cue_ok: torch.Tensor          # [B, R] bool: usable cue
+    dynamic: torch.Tensor         # [B, R] bool: eq. 10
+    weights: torch.Tensor         # [B, R, S] render weights
+    features: torch.Tensor        # [B, R, 2] rendered flow
+    sample_flow: torch.Tensor     # [B, R, S, 2] flow at the samples
+    sample_pixels: torch.Tensor   # [B, R, S, 2] samples (displaced on dynamic rays) seen in the next frame
+    front: torch.Tensor           # [B, R, S] bool: the sample is in front of the next camera
+
+    @staticmethod
+    def cat(a: _Motion, b: _Motion) -> _Motion:
+        return _Motion(*(torch.cat([getattr(a, f), getattr(b, f)], dim=1) for f in a.__dataclass_fields__))
+
+
+def _motion(field: SceneField, cur: FrameBatch, nxt: _Target, pixels_img: torch.Tensor, origins: torch.Tensor,
+            directions: torch.Tensor, out, config: LossConfig, usable: torch.Tensor | None = None) -> _Motion:
+    """Cue, dynamic mask (eq. 10) and next-frame projections of rendered rays.
+
+    ``pixels_img [B, N, h, w, 2]`` are the rays' pixels per camera, ``origins``/``directions``
+    ``[B, N * h * w, 3]``, ``out`` their ``render_rays`` result with samples and flow features;
+    ``usable [B, N * h * w]`` (optional) removes rays from the flow terms.
+    """
+    b, n, h, w = pixels_img.shape[:4]
+    r = n * h * w
+    dtype = field.sdf.dtype
+    pixels = pixels_img.reshape(b, r, 2).to(dtype)
+    cue = gather_pixels(cur.cues["flow"].to(pixels.device), pixels_img).reshape(b, r, 2).to(dtype)
+    flow_valid = gather_pixels(cur.cues["flow_valid"].to(pixels.device), pixels_img).reshape(b, r)
+    movable = gather_pixels(cur.cues["movable"].to(pixels.device), pixels_img).reshape(b, r)
+    if usable is not None:
+        flow_valid = flow_valid & usable
+    cue_ok = terms.flow_target_valid(cue, flow_valid, median_factor=config.flow_median_factor,
+                                     max_pixels=config.flow_max_pixels)
+    with torch.no_grad():
+        surface = origins + out.depth.detach()[..., None] * directions
+        uv, front = project_points(_per_camera(surface, b, n), nxt.intrinsics, nxt.world_to_cam)
+        static_flow = uv.reshape(b, r, 2) - pixels
+    dynamic = terms.dynamic_mask(cue, static_flow, movable, cue_ok & front.reshape(b, r),
+                                 config.dynamic_threshold)
+    sample_flow = terms.sample_vertex_field(field.flow, field.grid, out.points)      # [B, R, S, 2]
+    moved = _displace(out.points, sample_flow, dynamic)
+    uv, front = project_points(_per_camera(moved, b, n), nxt.intrinsics, nxt.world_to_cam)
+    return _Motion(pixels, cue, cue_ok, dynamic, out.weights, out.features, sample_flow,
+                   uv.reshape(b, r, -1, 2), front.reshape(b, r, -1))
+
+
+def _movable_rays(field: SceneField, cur: FrameBatch, nxt: _Target, render: RenderConfig, config: LossConfig,
+                  inv_s: float | torch.Tensor, generator: torch.Generator | None,
+                  cos_anneal_ratio: float | None) -> _Motion | None:
+    """``render.flow_rays`` extra rays per camera drawn inside the movable mask (with a valid cue).
+
+    Moving objects cover a few percent of an image, so the regular ray lattice puts only a
+    handful of rays on them; these rays feed the flow terms only (not the photometric and
+    geometry terms, whose SSIM and smoothness need the lattice). None when no camera of the
+    batch has a movable pixel with a valid cue.
+    """
+    device, dtype = field.sdf.device, field.sdf.dtype
+    mask = cur.cues["movable"].to(device) & cur.cues["flow_valid"].to(device)
+    if not bool(mask.any()):
+        return None
+    pixels_img, valid = sample_mask_pixels(mask, render.flow_rays, generator=generator)
+    origins, directions = pixel_rays(pixels_img, cur.loss_intrinsics.to(device, dtype),
+                                     cur.cam_to_ego.to(device, dtype))
+    b = origins.shape[0]
+    origins, directions = origins.reshape(b, -1, 3), directions.reshape(b, -1, 3)
+    out = volrender.render_rays(field.sdf, field.flow, field.grid, origins, directions,
+                                n_samples=render.n_samples, inv_s=inv_s, near=render.near,
+                                stratified=render.stratified, generator=generator, return_samples=True,
+                                backend=render.backend, cos_anneal_ratio=cos_anneal_ratio)
+    return _motion(field, cur, nxt, pixels_img, origins, directions, out, config, valid.reshape(b, -1))
 
 
 def _reprojection(field: SceneField, rays: CameraRays, source: torch.Tensor, targets: list[_Target],
@@ -118,7 +203,9 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
     supervise geometry, dynamic rays the flow with detached weights); static flow supervision
     toward ``aux_prev`` from the cue named ``config.aux_flow_cue`` (skipped when absent);
     ``L_dreg``; edge-aware flow smoothness. In stage 2 the next frame is warped with the
-    predicted flow on dynamic rays and the earlier frame is used on static rays only.
+    predicted flow on dynamic rays and the earlier frame is used on static rays only. With
+    ``render.flow_rays > 0`` the flow terms (flow loss and ``L_dreg``) also use that many extra
+    rays per camera drawn inside the movable mask.
 
     Args:
         field: the predicted :class:`SceneField` (B scenes).
@@ -189,23 +276,16 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
 
     # ------------------------------------------------------------------ dynamic disentanglement
     dynamic = torch.zeros(b, r, dtype=torch.bool, device=device)
-    cue = cue_ok = None
-    sample_flow = None
+    motion = None
     if stage == 2:
-        nxt = targets[0]
-        cue = gather_pixels(cur.cues["flow"].to(device), pixels_img).reshape(b, r, 2).to(dtype)
-        flow_valid = gather_pixels(cur.cues["flow_valid"].to(device), pixels_img).reshape(b, r)
-        movable = gather_pixels(cur.cues["movable"].to(device), pixels_img).reshape(b, r)
-        cue_ok = terms.flow_target_valid(cue, flow_valid, median_factor=config.flow_median_factor,
-                                         max_pixels=config.flow_max_pixels)
-        with torch.no_grad():
-            surface = origins.to(device) + depth.detach()[..., None] * directions.to(device)
-            uv, front = project_points(_per_camera(surface, b, n), nxt.intrinsics, nxt.world_to_cam)
-            static_flow = uv.reshape(b, r, 2) - pixels
-        dynamic = terms.dynamic_mask(cue, static_flow, movable, cue_ok & front.reshape(b, r),
-                                     config.dynamic_threshold)
+        motion = _motion(field, cur, targets[0], pixels_img, origins.to(device), directions.to(device), out,
+                         config)
+        dynamic = motion.dynamic
         losses["dynamic_fraction"] = dynamic.float().mean().detach()
-        sample_flow = terms.sample_vertex_field(field.flow, grid, out.points)      # [B, R, S, 2]
+        if render.flow_rays > 0:      # extra rays on movable objects (flow terms only)
+            extra = _movable_rays(field, cur, targets[0], render, config, inv_s, generator, cos_anneal_ratio)
+            if extra is not None:
+                motion = _Motion.cat(motion, extra)
 
     # ------------------------------------------------------------------ reprojection (eq. 8)
     if "reprojection" in need and targets:
@@ -214,12 +294,9 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
 
     # ------------------------------------------------------------------ flow terms (stage 2)
     if stage == 2 and "flow" in need:
-        nxt = targets[0]
-        moved = _displace(out.points, sample_flow, dynamic)
-        uv, front = project_points(_per_camera(moved, b, n), nxt.intrinsics, nxt.world_to_cam)
-        losses["flow"], gamma = terms.flow_loss(uv.reshape(b, r, -1, 2), out.weights, pixels, cue, cue_ok,
-                                                dynamic, sample_valid=front.reshape(b, r, -1),
-                                                gamma_cap=config.gamma_cap)
+        losses["flow"], gamma = terms.flow_loss(motion.sample_pixels, motion.weights, motion.pixels,
+                                                motion.cue, motion.cue_ok, motion.dynamic,
+                                                sample_valid=motion.front, gamma_cap=config.gamma_cap)
         losses["gamma"] = gamma.detach()
     if stage == 2 and "flow_aux" in need and config.aux_flow_cue in cur.cues:
         aux = next((t for t in targets if t.name == "aux_prev"), None)
@@ -238,8 +315,8 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
                                                 gamma_cap=config.gamma_cap)
     if stage == 2 and "static_flow" in need:
         losses["static_flow"] = terms.static_flow_regularization(
-            out.features, ~dynamic, sample_flow, out.weights, low_weight=config.dreg_low_weight,
-            sample_weight=config.dreg_sample_weight)
+            motion.features, ~motion.dynamic, motion.sample_flow, motion.weights,
+            low_weight=config.dreg_low_weight, sample_weight=config.dreg_sample_weight)
     if stage == 2 and "flow_smoothness" in need:
         flow_img = out.features.reshape(b * n, h, w, 2).permute(0, 3, 1, 2)
         losses["flow_smoothness"] = terms.edge_aware_smoothness(
