@@ -138,3 +138,19 @@ def test_grad_checkpointing_reaches_the_built_model():
     assert ckpt.encoder.config.grad_checkpoint and ckpt.fusion.config.checkpoint
     assert ckpt.encoder.backbone.body.grad_checkpointing
     assert not plain.encoder.backbone.body.grad_checkpointing
+
+
+def test_cos_anneal_ratio_ramps_and_stage2_keeps_where_stage1_ended():
+    import dataclasses
+
+    from occflow_train import PRESETS
+    from occflow_train._train import cos_anneal
+
+    assert cos_anneal(0, 0) is None and cos_anneal(5, 0) is None
+    assert [cos_anneal(s, 4) for s in (0, 1, 4, 9)] == [0.0, 0.25, 1.0, 1.0]
+    base = PRESETS["synthetic"]
+    long = dataclasses.replace(base, cos_anneal_steps=4 * base.stage1.steps)
+    assert long.final_cos_anneal_ratio() == pytest.approx(0.25)
+    short = dataclasses.replace(base, cos_anneal_steps=base.stage1.steps // 2)
+    assert short.final_cos_anneal_ratio() == 1.0
+    assert dataclasses.replace(base, cos_anneal_steps=0).final_cos_anneal_ratio() is None

@@ -158,8 +158,8 @@ def flat_ground_labels(gt_grid: volrender.GridSpec, device=None) -> torch.Tensor
 
 @torch.no_grad()
 def lidar_depth(model_field, inv_s: torch.Tensor, frame_lidar: torch.Tensor,
-                origin: tuple[float, float, float], n_samples: int, chunk: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                origin: tuple[float, float, float], n_samples: int, chunk: int,
+                cos_anneal_ratio: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rendered depth and measured range along the rays to every LiDAR point of one sample."""
     pts = frame_lidar.to(model_field.sdf.device, torch.float32)
     o = torch.tensor(origin, dtype=torch.float32, device=pts.device)
@@ -172,7 +172,7 @@ def lidar_depth(model_field, inv_s: torch.Tensor, frame_lidar: torch.Tensor,
         dirs = d[s:s + chunk][None]
         out = volrender.render_rays(model_field.sdf[:1], None, model_field.grid,
                                     o.expand_as(dirs).contiguous(), dirs.contiguous(),
-                                    n_samples=n_samples, inv_s=inv_s)
+                                    n_samples=n_samples, inv_s=inv_s, cos_anneal_ratio=cos_anneal_ratio)
         preds.append(out.depth[0])
     pred = torch.cat(preds) if preds else rng.new_zeros(0)
     return pred, rng
@@ -242,7 +242,8 @@ def evaluate_sample(model, dataset, index: int, config, device) -> SampleEval | 
             result.fg_voxels = int(moving.sum())
     if sample.current.lidar is not None and sample.current.lidar.shape[0]:
         pred, rng = lidar_depth(field_, model.inv_s().detach(), sample.current.lidar,
-                                config.render.lidar_origin, config.render.n_samples, config.eval.render_chunk)
+                                config.render.lidar_origin, config.render.n_samples, config.eval.render_chunk,
+                                config.final_cos_anneal_ratio())
         lo, hi = config.eval.depth_range
         result.depth = depth_metrics(pred.cpu(), rng.cpu(), min_depth=lo, max_depth=hi)
     return result
@@ -328,6 +329,7 @@ def write_pictures(model, config, folder: Path, *, count: int = 2, dataset=None)
         labels, velocity, field_ = predict_grids(model, batch, gt_grid,
                                                  STEP_SECONDS.get(config.data.dataset, 0.5))
         inv_s = model.inv_s().detach()
+        ratio = config.final_cos_anneal_ratio()
         frame = sample.current
         images = frame.loss_images if frame.loss_images is not None else frame.images
         k = frame.loss_intrinsics if frame.loss_intrinsics is not None else frame.intrinsics
@@ -339,7 +341,8 @@ def write_pictures(model, config, folder: Path, *, count: int = 2, dataset=None)
             o, d = pixel_rays(pix, k[cam:cam + 1][None].to(device),
                               frame.cam_to_ego[cam:cam + 1][None].to(device))
             out = volrender.render_rays(field_.sdf, field_.flow, field_.grid, o.reshape(1, -1, 3),
-                                        d.reshape(1, -1, 3), n_samples=config.render.n_samples, inv_s=inv_s)
+                                        d.reshape(1, -1, 3), n_samples=config.render.n_samples, inv_s=inv_s,
+                                        cos_anneal_ratio=ratio)
             depths.append(out.depth.reshape(h, w).cpu())
             flows.append(out.features.reshape(h, w, 2).permute(2, 0, 1).cpu())
         # novel view: front camera shifted 1.5 m to the left (ego +y) and turned 15 degrees left
@@ -349,7 +352,8 @@ def write_pictures(model, config, folder: Path, *, count: int = 2, dataset=None)
         moved = (turn @ frame.cam_to_ego[0])[None, None].to(device)
         o, d = pixel_rays(pix, k[:1][None].to(device), moved.to(k.dtype))
         nov = volrender.render_rays(field_.sdf, None, field_.grid, o.reshape(1, -1, 3), d.reshape(1, -1, 3),
-                                    n_samples=config.render.n_samples, inv_s=inv_s).depth.reshape(h, w).cpu()
+                                    n_samples=config.render.n_samples, inv_s=inv_s,
+                                    cos_anneal_ratio=ratio).depth.reshape(h, w).cpu()
         z = gt_grid.points("cell")[0, 0, :, 2]
         pred_occ = labels[0].cpu() != FREE
         bev_gt = bev_height(sample.gt.occupancy != FREE, z) if sample.gt is not None else None

@@ -130,7 +130,8 @@ class TrainConfig:
         mixed_precision: "no", "bf16" or "fp16" autocast.
         grad_checkpointing: recompute the encoder's activations in the backward pass.
         cos_anneal_steps: length of the NeuS cos-anneal in stage 1, optimiser steps (0 = off; the
-            released code anneals over 5,000 iterations). Stage 2 uses the fully annealed estimate.
+            released code anneals over 5,000 iterations). Stage 2, evaluation and pictures use the ratio
+            stage 1 ends with (:meth:`final_cos_anneal_ratio`; 1.0 once the anneal is complete).
         output_dir: run folder (checkpoints/, logs/, pictures/, metrics.json).
         resume: continue from the newest complete checkpoint in ``output_dir``.
         save_every: checkpoint every this many optimiser steps (and at the end of each stage).
@@ -183,6 +184,12 @@ class TrainConfig:
     def stages(self) -> list[int]:
         """Stages to run, in order."""
         return {"1": [1], "2": [2], "both": [1, 2]}[self.stage]
+
+    def final_cos_anneal_ratio(self) -> float | None:
+        """The NeuS cos-anneal ratio stage 1 ends with (None = off). Stage 2, the evaluation's
+        rendered depth and the pictures render with it, so they see the field as it was trained
+        (1.0 once the anneal is complete, as in the released schedule)."""
+        return cos_anneal(self.stage1.steps, self.cos_anneal_steps)
 
 
 # ----------------------------------------------------------------------------------- presets
@@ -438,8 +445,8 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
             # keyed by (optimiser step, micro-step within it): independent of where the loop resumed
             key = (global_offset + step) * config.grad_accum + micro % config.grad_accum
             gen = step_generator(config.seed, key, accelerator.process_index, device)
-            ratio = cos_anneal(global_offset + step if stage == 1 else config.cos_anneal_steps,
-                               config.cos_anneal_steps)
+            ratio = cos_anneal(global_offset + step, config.cos_anneal_steps) if stage == 1 \
+                else config.final_cos_anneal_ratio()
             with accelerator.accumulate(prepared), accelerator.autocast():
                 field_ = prepared(batch)
                 losses = compute_losses(field_, batch, stage, config.loss, config.render,
