@@ -15,7 +15,14 @@ from occflow_train._checkpoint import (
     read_progress,
     save_checkpoint,
 )
-from occflow_train._optim import OptimConfig, lr_factor, make_optimizer, make_scheduler, param_groups
+from occflow_train._optim import (
+    OptimConfig,
+    freeze_zero_lr,
+    lr_factor,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
+)
 
 
 class _Net(nn.Module):
@@ -97,6 +104,29 @@ def test_param_groups_multipliers_and_decay():
     assert "norm.weight" not in by_name                                      # multiplier 0: frozen
     net.head.weight.requires_grad_(False)
     assert "head.weight" not in {n for g in param_groups(net, cfg) for n in g["names"]}
+
+
+def test_zero_multiplier_parameters_get_no_gradient():
+    # Left out of the optimiser but still trainable, a parameter's gradient is never zeroed: it
+    # would grow step after step inside the clipping norm (a resumed run then clips differently).
+    from occflow_train import PRESETS
+    from occflow_train._train import _set_trainable, build_model
+
+    cfg = PRESETS["synthetic"]
+    assert cfg.stage1.optim.lr_mult["deviation"] == 0.0
+    model = build_model(cfg)
+    _set_trainable(model, 1, cfg.stage1.optim)
+    assert not model.deviation.requires_grad
+    assert not any(p.requires_grad for p in model.flow_head.parameters())
+    assert all(p.requires_grad for p in model.encoder.backbone.parameters())
+    _set_trainable(model, 2, cfg.stage2.optim)
+    assert not model.deviation.requires_grad
+    assert all(p.requires_grad for p in model.flow_head.parameters())
+
+    net = _Net()
+    frozen = freeze_zero_lr(net, OptimConfig(lr_mult={"norm": 0.0, "head": 0.5}))
+    assert frozen == ["norm.weight", "norm.bias"]
+    assert not net.norm.weight.requires_grad and net.head.weight.requires_grad
 
 
 def test_lr_factor_warmup_and_milestones():

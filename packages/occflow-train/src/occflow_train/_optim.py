@@ -93,6 +93,21 @@ def param_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
             for (mult, decay), ps in sorted(groups.items(), key=lambda kv: kv[0])]
 
 
+def freeze_zero_lr(model: nn.Module, config: OptimConfig) -> list[str]:
+    """Turn off ``requires_grad`` of the parameters whose ``lr_mult`` multiplier is 0; returns their names.
+
+    :func:`param_groups` leaves them out of the optimiser, so nothing would ever zero their
+    gradients: left trainable they would accumulate a gradient across steps that still counts in
+    the global norm of gradient clipping (and so scales every other parameter's step).
+    """
+    frozen = []
+    for name, p in model.named_parameters():
+        if p.requires_grad and _multiplier(name, config.lr_mult) == 0:
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def make_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` of ``model``."""
     groups = param_groups(model, config)

@@ -31,7 +31,7 @@ from ._checkpoint import Progress, latest_checkpoint, read_progress, save_checkp
 from ._config import MODEL_PRESETS, LossConfig, ModelConfig, RenderConfig
 from ._losses.compute import compute_losses
 from ._model import OccFlowModel
-from ._optim import OptimConfig, make_optimizer, make_scheduler
+from ._optim import OptimConfig, freeze_zero_lr, make_optimizer, make_scheduler
 
 DatasetName = Literal["synthetic", "nuscenes", "kitti-odometry", "kitti-mot"]
 
@@ -378,8 +378,9 @@ def build_model(config: TrainConfig) -> OccFlowModel:
     return OccFlowModel(model_cfg)
 
 
-def _set_trainable(model: OccFlowModel, stage: int) -> None:
-    """Stage 1: everything but the flow head, inv_s learnable. Stage 2: all, inv_s frozen."""
+def _set_trainable(model: OccFlowModel, stage: int, optim: OptimConfig) -> None:
+    """Stage 1: everything but the flow head, inv_s learnable. Stage 2: all, inv_s frozen.
+    In both, parameters with an ``lr_mult`` of 0 are frozen too (:func:`freeze_zero_lr`)."""
     for p in model.parameters():
         p.requires_grad_(True)
     if stage == 1:
@@ -387,6 +388,7 @@ def _set_trainable(model: OccFlowModel, stage: int) -> None:
             p.requires_grad_(False)
     else:
         model.deviation.requires_grad_(False)
+    freeze_zero_lr(model, optim)
 
 
 def _load_model_weights(model: OccFlowModel, checkpoint: Path) -> None:
@@ -419,7 +421,7 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
     if done >= total:
         return result
     set_seed(config.seed + stage)
-    _set_trainable(model, stage)
+    _set_trainable(model, stage, stage_cfg.optim)
     optimizer = make_optimizer(model, stage_cfg.optim)
     scheduler = make_scheduler(optimizer, total, stage_cfg.optim)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
