@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from occflow_train import (
+    RenderConfig,
     gather_pixels,
     pixel_lattice,
     pixel_rays,
@@ -105,6 +106,26 @@ def test_lidar_rays_reach_their_points():
     assert torch.allclose(rays.directions.norm(dim=-1), torch.ones(()), atol=1e-6)
     with pytest.raises(ValueError, match="mask"):
         sample_lidar_rays(pts, 4, mask=mask.float())
+
+
+def test_lidar_range_power_weights_draws_by_range():
+    # One point at 2 m, one at 20 m (and one masked-out point at 50 m that is never drawn).
+    pts = torch.tensor([[[2.0, 0.0, 0.0], [20.0, 0.0, 0.0], [50.0, 0.0, 0.0]]])
+    mask = torch.tensor([[True, True, False]])
+    far_share = {}
+    for power in (0.0, 1.0, 2.0):
+        rays = sample_lidar_rays(pts, 20000, mask=mask, range_power=power,
+                                 generator=torch.Generator().manual_seed(0))
+        assert rays.valid.all() and rays.ranges.max() == 20.0
+        far_share[power] = float((rays.ranges == 20.0).float().mean())
+    assert far_share[0.0] == pytest.approx(0.5, abs=0.02)              # uniform
+    assert far_share[1.0] == pytest.approx(20 / 22, abs=0.02)          # proportional to the range
+    assert far_share[2.0] == pytest.approx(400 / 404, abs=0.01)
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="range_power"):
+            sample_lidar_rays(pts, 4, range_power=bad)
+    with pytest.raises(ValueError, match="lidar_range_power"):
+        RenderConfig(lidar_range_power=-0.5)
 
 
 def test_mask_pixels_fall_inside_the_mask_and_cover_it():

@@ -6,6 +6,7 @@ and a camera point ``(x, y, z)`` projects to ``(fx x / z + cx, fy y / z + cy)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -244,8 +245,8 @@ def project_points(points: torch.Tensor, intrinsics: torch.Tensor, world_to_cam:
 
 def sample_lidar_rays(points: torch.Tensor, n_rays: int, *, mask: torch.Tensor | None = None,
                       origin: torch.Tensor | None = None, min_range: float = 0.5,
-                      generator: torch.Generator | None = None) -> LidarRays:
-    """Draw ``n_rays`` LiDAR points per scene (uniformly, with replacement) and make rays to them.
+                      range_power: float = 0.0, generator: torch.Generator | None = None) -> LidarRays:
+    """Draw ``n_rays`` LiDAR points per scene (with replacement) and make rays to them.
 
     Args:
         points: ``[B, P, 3]`` ego-frame LiDAR points, metres (padding allowed, see ``mask``).
@@ -253,6 +254,8 @@ def sample_lidar_rays(points: torch.Tensor, n_rays: int, *, mask: torch.Tensor |
         mask: ``[B, P]`` bool, True for real points; None = all real.
         origin: ``[B, 3]`` ray origin (the sensor position in the ego frame); None = ego origin.
         min_range: points closer than this to the origin are ignored, metres.
+        range_power: a point is drawn with probability proportional to ``range ** range_power``
+            (0 = uniformly over the usable points; 1 = proportional to the range).
         generator: CPU generator for the draws.
 
     Returns:
@@ -263,6 +266,9 @@ def sample_lidar_rays(points: torch.Tensor, n_rays: int, *, mask: torch.Tensor |
         raise ValueError(f"points must be a [B, P, 3] tensor, got {getattr(points, 'shape', type(points))}")
     if not isinstance(n_rays, int) or n_rays < 1:
         raise ValueError(f"n_rays must be a positive int, got {n_rays!r}")
+    if isinstance(range_power, bool) or not isinstance(range_power, (int, float)) \
+            or not math.isfinite(range_power) or range_power < 0:
+        raise ValueError(f"range_power must be a finite number >= 0, got {range_power!r}")
     b, p, _ = points.shape
     if mask is None:
         mask = torch.ones(b, p, dtype=torch.bool, device=points.device)
@@ -277,7 +283,10 @@ def sample_lidar_rays(points: torch.Tensor, n_rays: int, *, mask: torch.Tensor |
     ranges = offsets.norm(dim=-1)
     usable = mask & (ranges > min_range) & torch.isfinite(ranges)
     has_any = usable.any(dim=1)
-    probs = torch.where(has_any[:, None], usable.float(), torch.ones_like(ranges)).cpu()
+    weight = usable.float()
+    if range_power:
+        weight = weight * torch.where(usable, ranges, torch.ones_like(ranges)).float() ** range_power
+    probs = torch.where(has_any[:, None], weight, torch.ones_like(ranges)).cpu()
     if p == 0:
         idx = torch.zeros(b, n_rays, dtype=torch.long)
         points = points.new_zeros(b, 1, 3)

@@ -348,7 +348,8 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
         mask = inside if mask is None else mask & inside
         origin = torch.tensor(render.lidar_origin, dtype=dtype, device=device).expand(b, 3)
         lrays = sample_lidar_rays(pts, render.lidar_rays, mask=mask, origin=origin,
-                                  min_range=config.lidar_min_range, generator=generator)
+                                  min_range=config.lidar_min_range, range_power=render.lidar_range_power,
+                                  generator=generator)
         lout = volrender.render_rays(field.sdf, None, grid, lrays.origins, lrays.directions,
                                      n_samples=render.n_samples, inv_s=inv_s, stratified=render.stratified,
                                      generator=generator, backend=render.backend,
