@@ -155,3 +155,22 @@ def test_flow_rays_add_dynamic_rays_and_keep_the_true_flow_best(scene, scene_sam
     assert extra["dynamic_fraction"] == plain["dynamic_fraction"]      # the lattice's own mask
     zero, wrong = run(render, torch.zeros_like(flow)), run(render, -flow)
     assert zero["flow"] > 5 * extra["flow"] and wrong["flow"] > 8 * extra["flow"]
+
+
+def test_normalized_reprojection_prefers_sharp_true_surfaces(scene, scene_sample):
+    """Weight-averaged reprojection (the released form): the true geometry costs least when sharp,
+    and beats the geometry shifted by 0.5 m at every sharpness. Plain weighted sums reward fog:
+    the true geometry gets cheaper as the field blurs, and at inv_s 1 the shifted one is cheaper."""
+    def reproj(normalize, inv_s, shift=0.0):
+        field = SceneField(scene.sdf_grid(SCENE_GRID) + shift, torch.zeros(1, 2, *SCENE_GRID.vertex_shape),
+                           SCENE_GRID)
+        return compute_losses(field, scene_sample, 1, LossConfig(normalize_reprojection=normalize), RENDER,
+                              inv_s=inv_s, generator=torch.Generator().manual_seed(0))["reprojection"].item()
+    sharp, medium, soft = (reproj(True, s) for s in (200.0, 5.0, 1.0))
+    assert sharp < medium < soft
+    for inv_s in (200.0, 5.0, 1.0):
+        assert reproj(True, inv_s) < reproj(True, inv_s, shift=0.5)
+    assert reproj(False, 5.0) < reproj(False, 200.0)
+    assert reproj(False, 1.0, shift=0.5) < reproj(False, 1.0)
+    with pytest.raises(ValueError, match="normalize_reprojection must be a bool"):
+        LossConfig(normalize_reprojection=1.0)

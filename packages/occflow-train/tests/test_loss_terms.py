@@ -8,6 +8,7 @@ from occflow_train import (
     flow_loss,
     flow_target_valid,
     imbalance_weight,
+    normalize_by_opacity,
     photometric_error,
     reprojection_loss,
     sample_vertex_field,
@@ -81,6 +82,25 @@ def test_reprojection_invalid_target_ignored():
     assert reprojection_loss(warped, src, identity, valid=valid) < 1e-4
     valid[..., 0] = False                                     # only the wrong target is left
     assert reprojection_loss(warped, src, identity, valid=valid) > 0.05
+
+
+def test_normalize_by_opacity_gives_weight_averages():
+    w = torch.tensor([[[0.1, 0.3, 0.0], [0.0, 0.0, 0.0]]])             # [B=1, R=2, S=3]
+    c = torch.tensor([[[0.2, 0.6, 0.9], [0.5, 0.5, 0.5]]])             # one target, one channel
+    e = torch.tensor([[[1.0, 3.0, 7.0], [2.0, 2.0, 2.0]]])
+    sums_c = (w * c).sum(-1)[..., None, None]                          # [1, 2, 1, 1]
+    sums_e = (w * e).sum(-1)[..., None]                                # [1, 2, 1]
+    colors, errors = normalize_by_opacity(sums_c, sums_e, w.sum(-1))
+    assert colors[0, 0, 0, 0].item() == pytest.approx((0.1 * 0.2 + 0.3 * 0.6) / 0.4)
+    assert errors[0, 0, 0].item() == pytest.approx((0.1 * 1.0 + 0.3 * 3.0) / 0.4)
+    assert colors[0, 1].abs().max() == 0 and errors[0, 1].abs().max() == 0   # empty ray stays 0
+    # halving every weight leaves the averages unchanged
+    half_c, half_e = normalize_by_opacity(sums_c / 2, sums_e / 2, w.sum(-1) / 2)
+    assert torch.allclose(half_c[0, 0], colors[0, 0]) and torch.allclose(half_e[0, 0], errors[0, 0])
+    with pytest.raises(ValueError, match="opacity"):
+        normalize_by_opacity(sums_c, sums_e, w.sum(-1)[:, :1])
+    with pytest.raises(ValueError, match="min_opacity"):
+        normalize_by_opacity(sums_c, sums_e, w.sum(-1), min_opacity=0.0)
 
 
 def test_dynamic_mask():

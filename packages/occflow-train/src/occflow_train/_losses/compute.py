@@ -173,8 +173,11 @@ def _reprojection(field: SceneField, rays: CameraRays, source: torch.Tensor, tar
         intr.reshape(b * n, k, 3, 3), poses.reshape(b * n, k, 4, 4), n_samples=render.n_samples, inv_s=inv_s,
         flow_scale=[e[1] for e in entries] if use_flow else None, near=render.near,
         stratified=render.stratified, generator=generator, backend=render.backend)
-    warped = out.colors.reshape(b, n, h, w, k, 3)
-    errors = out.errors.reshape(b, n, h, w, k)
+    warped, errors = out.colors, out.errors
+    if config.normalize_reprojection:
+        warped, errors = terms.normalize_by_opacity(warped, errors, out.opacity)
+    warped = warped.reshape(b, n, h, w, k, 3)
+    errors = errors.reshape(b, n, h, w, k)
     seen = out.coverage.detach() > 0.5 * out.opacity.detach()[..., None] + 1e-6
     dyn = dynamic.reshape(b, n, h, w, 1)
     for_dynamic = torch.tensor([e[2] for e in entries], device=device)

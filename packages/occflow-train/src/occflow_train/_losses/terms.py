@@ -96,6 +96,33 @@ def photometric_error(warped: torch.Tensor, target: torch.Tensor, l1: torch.Tens
     return ssim_weight * dssim(warped, target).mean(dim=1) + (1.0 - ssim_weight) * l1
 
 
+def normalize_by_opacity(colors: torch.Tensor, errors: torch.Tensor, opacity: torch.Tensor, *,
+                         min_opacity: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted sums of a reprojection turned into weight averages (the released code's form).
+
+    ``volrender.render_reprojection`` returns ``sum_i w_i c_ik`` and ``sum_i w_i e_ik``; dividing
+    by the ray's opacity ``sum_i w_i`` makes them averages under the normalised weights, so that a
+    half-transparent ray is not half as expensive as an opaque one.
+
+    Args:
+        colors: ``[B, R, K, CH]`` weighted colour sums.
+        errors: ``[B, R, K]`` weighted L1 sums.
+        opacity: ``[B, R]`` the rays' opacities (sum of the weights).
+        min_opacity: lower clamp of the divisor (rays that meet nothing stay near 0).
+
+    Returns:
+        ``(colors, errors)`` with the same shapes.
+    """
+    _tensor("colors", colors, 4)
+    b, r, k, _ = colors.shape
+    _same_shape("errors", _tensor("errors", errors), (b, r, k), "[B, R, K]")
+    _same_shape("opacity", _tensor("opacity", opacity), (b, r), "[B, R]")
+    if not min_opacity > 0:
+        raise ValueError(f"min_opacity must be positive, got {min_opacity}")
+    norm = opacity.clamp(min=min_opacity)[..., None]
+    return colors / norm[..., None], errors / norm
+
+
 def reprojection_loss(warped: torch.Tensor, source: torch.Tensor, identity: torch.Tensor, *,
                       weighted_l1: torch.Tensor | None = None, valid: torch.Tensor | None = None,
                       ssim_weight: float = 0.85, automask: bool = True) -> torch.Tensor:
