@@ -185,6 +185,14 @@ def test_presets_and_bad_config():
         TPVEncoderConfig(num_heads=5)
     with pytest.raises(TypeError):
         TPVEncoder(dict(PRESETS["tiny"].__dict__))
+    with pytest.raises(ValueError, match="backbone_out_indices must hold ints >= 0"):
+        TPVEncoderConfig(backbone_out_indices=(-1, 0, 1))
+
+
+def test_first_backbone_stage_can_be_used():
+    # timm index 0 is ConvNeXt's first stage (stride 4): the finest level for small images
+    enc = TPVEncoder(dataclasses.replace(PRESETS["tiny"], backbone_out_indices=(0, 1, 2)))
+    assert enc.backbone.strides[0] == 4
 
 
 @pytest.mark.slow

@@ -10,12 +10,13 @@ from types import MappingProxyType
 __all__ = ["PRESETS", "TPVEncoderConfig"]
 
 
-def _positive_ints(name: str, values: tuple, n: int | None = None) -> None:
+def _positive_ints(name: str, values: tuple, n: int | None = None, *, minimum: int = 1) -> None:
     values = tuple(values)
     if n is not None and len(values) != n:
         raise ValueError(f"TPVEncoderConfig.{name} must have {n} entries, got {values!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-        raise ValueError(f"TPVEncoderConfig.{name} must hold positive ints, got {values!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
+        what = "positive ints" if minimum == 1 else f"ints >= {minimum}"
+        raise ValueError(f"TPVEncoderConfig.{name} must hold {what}, got {values!r}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class TPVEncoderConfig:
         _positive_ints("cells", self.cells, 3)
         if self.volume_cells is not None:
             _positive_ints("volume_cells", self.volume_cells, 3)
-        _positive_ints("backbone_out_indices", self.backbone_out_indices)
+        _positive_ints("backbone_out_indices", self.backbone_out_indices, minimum=0)   # timm: 0 = first stage
         _positive_ints("image_size", self.image_size, 2)
         _positive_ints("pillar_points", self.pillar_points, 3)
         _positive_ints("image_points", self.image_points, 3)
