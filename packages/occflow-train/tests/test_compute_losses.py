@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -34,6 +36,35 @@ def test_stage_terms_and_total(scene, scene_sample, scene_grid):
     assert set(l1) - {"total"} <= set(STAGE1_TERMS)
     zero_lidar = _losses(scene, scene_sample, 1, config=LossConfig(lidar=0.0))
     assert "lidar" not in zero_lidar
+
+
+def test_lidar_returns_beyond_the_grid_clear_its_far_end(scene_cls):
+    open_yard = scene_cls(wall=10.0)            # walls outside the grid: those LiDAR returns lie beyond it
+    sample = open_yard.sample()
+    assert (~SCENE_GRID.contains(sample.current.lidar[None])).sum() > 100
+    config, render = LossConfig(lidar_free_space=1.0), replace(RENDER, lidar_free_rays=256)
+    flow = torch.zeros(1, 2, *SCENE_GRID.vertex_shape)
+    found = {}
+    for name, sdf in (("true", open_yard.sdf_grid(SCENE_GRID)), ("walled", scene_cls().sdf_grid(SCENE_GRID))):
+        sdf = sdf.clone().requires_grad_(True)
+        losses = compute_losses(SceneField(sdf, flow, SCENE_GRID), sample, 1, config, render, inv_s=50.0,
+                                generator=torch.Generator().manual_seed(0))
+        losses["lidar_free_space"].backward()
+        found[name] = (losses["lidar_free_space"].item(), sdf.grad.abs().sum().item())
+    assert found["true"][0] < 0.02                  # nothing in the way inside the grid
+    assert found["walled"][0] > 0.5                 # walls at 7 m stop the rays that reach 10 m
+    assert found["walled"][1] > 0
+    # a thin cylindrical shell 3 m around the sensor blocks every ray, unless scoring starts at 4 m
+    radius = SCENE_GRID.points("vertex")[..., :2].norm(dim=-1)          # the sensor is at x = y = 0
+    shell = torch.minimum(open_yard.sdf_grid(SCENE_GRID), ((radius - 3.0).abs() - 0.3)[None, None])
+    for near, expected in ((0.0, (0.5, 1.0)), (4.0, (0.0, 0.02))):
+        value = compute_losses(SceneField(shell, flow, SCENE_GRID), sample, 1, config,
+                               replace(render, lidar_free_near=near), inv_s=50.0,
+                               generator=torch.Generator().manual_seed(0))["lidar_free_space"].item()
+        assert expected[0] <= value <= expected[1], (near, value)
+    off = compute_losses(SceneField(scene_cls().sdf_grid(SCENE_GRID), flow, SCENE_GRID), sample, 1,
+                         LossConfig(), render, inv_s=50.0, generator=torch.Generator().manual_seed(0))
+    assert "lidar_free_space" not in off           # weight 0 by default (the released setting)
 
 
 def test_true_geometry_beats_shifted_geometry(scene, scene_sample):

@@ -7,6 +7,7 @@ from occflow_train import (
     edge_aware_smoothness,
     flow_loss,
     flow_target_valid,
+    free_space_loss,
     imbalance_weight,
     normalize_by_opacity,
     photometric_error,
@@ -82,6 +83,18 @@ def test_reprojection_invalid_target_ignored():
     assert reprojection_loss(warped, src, identity, valid=valid) < 1e-4
     valid[..., 0] = False                                     # only the wrong target is left
     assert reprojection_loss(warped, src, identity, valid=valid) > 0.05
+
+
+def test_free_space_loss_is_the_mean_opacity_of_valid_rays():
+    opacity = torch.tensor([[0.0, 0.5, 1.0, 0.9]], requires_grad=True)
+    valid = torch.tensor([[True, True, True, False]])
+    loss = free_space_loss(opacity, valid)
+    assert loss.item() == pytest.approx(0.5)
+    loss.backward()
+    assert torch.allclose(opacity.grad, torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0.0]]))
+    assert free_space_loss(opacity, torch.zeros_like(valid)).item() == 0.0
+    with pytest.raises(ValueError, match="valid"):
+        free_space_loss(opacity, valid[:, :3])
 
 
 def test_normalize_by_opacity_gives_weight_averages():

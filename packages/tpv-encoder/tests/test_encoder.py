@@ -189,6 +189,29 @@ def test_presets_and_bad_config():
         TPVEncoderConfig(backbone_out_indices=(-1, 0, 1))
 
 
+def test_without_learned_queries_the_planes_come_from_positions_and_images():
+    torch.manual_seed(5)
+    learned, zero = TPVEncoder(_config()), TPVEncoder(_config(learned_queries=False))
+    per_cell = sum(p.numel() for p in learned.queries)
+    assert per_cell == (20 * 20 + 4 * 20 + 20 * 4) * 32
+    count = lambda m: sum(p.numel() for p in m.parameters())       # noqa: E731
+    assert count(learned) - count(zero) == per_cell
+    assert not any("queries" in k for k in zero.state_dict())
+    gen = torch.Generator().manual_seed(5)
+    K, T = _rig([0.0, math.pi])
+    imgs = _images(gen, 1, 2)
+    vol = zero.train()(imgs, K[None], T[None])
+    (vol * torch.randn(vol.shape, generator=gen)).sum().backward()
+    stem = next(p for n, p in zero.backbone.body.named_parameters() if n.startswith("stem"))
+    assert stem.grad is not None and stem.grad.abs().sum() > 0
+    with torch.no_grad():
+        other = zero.eval()(torch.rand(imgs.shape, generator=gen), K[None], T[None])
+        again = zero(imgs, K[None], T[None])
+    assert (again - other).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="learned_queries"):
+        _config(learned_queries=1)
+
+
 def test_first_backbone_stage_can_be_used():
     # timm index 0 is ConvNeXt's first stage (stride 4): the finest level for small images
     enc = TPVEncoder(dataclasses.replace(PRESETS["tiny"], backbone_out_indices=(0, 1, 2)))

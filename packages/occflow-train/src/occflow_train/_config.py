@@ -38,6 +38,10 @@ class RenderConfig:
             ``range ** lidar_range_power`` (0 = uniformly, the released setting). A spinning LiDAR's
             returns thin out with range, so uniform draws spend most rays on the first ~10 m; 1
             gives far surfaces a share of the supervision closer to their share of the scene.
+        lidar_free_rays: rays per scene toward LiDAR returns *outside* the grid, used by the
+            ``lidar_free_space`` loss (weight 0 by default: then they are not drawn).
+        lidar_free_near: the free-space loss looks at those rays from this distance on, metres
+            (0 = from the sensor).
         flow_rays: stage 2 only: extra rays per camera drawn uniformly inside the movable-object
             mask (where the flow cue is valid), used by the flow terms alone (0 = none, the
             released setting). Moving objects cover a few percent of an image, so the lattice
@@ -56,6 +60,8 @@ class RenderConfig:
     n_samples: int = 256
     lidar_rays: int = 4096
     lidar_range_power: float = 0.0
+    lidar_free_rays: int = 1024
+    lidar_free_near: float = 0.0
     flow_rays: int = 0
     stratified: bool = True
     random_rays: bool = True
@@ -72,11 +78,12 @@ class RenderConfig:
         object.__setattr__(self, "rays_per_camera", tuple(int(v) for v in self.rays_per_camera))
         _positive_int(o, "n_samples", self.n_samples)
         _positive_int(o, "sparsity_stride", self.sparsity_stride)
-        for name in ("lidar_rays", "flow_rays"):
+        for name in ("lidar_rays", "lidar_free_rays", "flow_rays"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{o}.{name} must be an int >= 0, got {value!r}")
         _non_negative(o, "near", self.near)
+        _non_negative(o, "lidar_free_near", self.lidar_free_near)
         _non_negative(o, "lidar_range_power", self.lidar_range_power)
         if len(tuple(self.lidar_origin)) != 3 or not all(math.isfinite(float(v)) for v in self.lidar_origin):
             raise ValueError(f"{o}.lidar_origin must be 3 finite floats, got {self.lidar_origin!r}")
@@ -97,6 +104,10 @@ class LossConfig:
         eikonal: eikonal term (eq. 15): the mean at the camera-ray samples plus the mean over all
             grid vertices, both stages.
         lidar: LiDAR SILog range loss, both stages (used only when the batch has LiDAR).
+        lidar_free_space: mean opacity of LiDAR rays whose return lies outside the grid (beyond
+            its range or above it): their segment inside the grid is empty. Both stages; 0 (off)
+            in the released setting, which drops such returns and so never tells the field that
+            the far end of a street is open.
         hessian: mean |second differences| of the SDF grid in voxel units (metres, not divided
             by the squared voxel size), both stages.
         depth_smoothness: edge-aware smoothness of rendered inverse depth, both stages.
@@ -129,6 +140,7 @@ class LossConfig:
     reprojection: float = 1.0
     eikonal: float = 0.1
     lidar: float = 0.2
+    lidar_free_space: float = 0.0
     hessian: float = 0.05
     depth_smoothness: float = 0.02
     sparsity_grid: float = 0.005
@@ -174,8 +186,8 @@ class LossConfig:
 
 
 #: Loss terms of stage 1 (static world, geometry only).
-STAGE1_TERMS = ("reprojection", "eikonal", "lidar", "hessian", "depth_smoothness", "sparsity_grid",
-                "sparsity_behind")
+STAGE1_TERMS = ("reprojection", "eikonal", "lidar", "lidar_free_space", "hessian", "depth_smoothness",
+                "sparsity_grid", "sparsity_behind")
 #: Terms stage 2 adds (joint geometry and flow).
 STAGE2_TERMS = ("flow", "flow_aux", "static_flow", "flow_smoothness")
 

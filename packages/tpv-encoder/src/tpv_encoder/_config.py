@@ -54,6 +54,10 @@ class TPVEncoderConfig:
         cross_view_anchors: anchors per plane-level in the cross-view attention, spread evenly
             along the query's missing axis in the two other planes (divides cross_view_points).
         fourier_frequencies: Fourier frequencies per axis of the positional encoding.
+        learned_queries: one learned embedding per plane cell (TPVFormer, released: True). False
+            starts every query at zero, so that the only inputs of the first layer are the
+            positional encodings and the images: a free per-cell embedding is a grid of its own
+            that can memorise an average scene without reading the cameras.
         min_depth: camera depth (metres) at or below which a reference point is behind the camera.
         normalize_images: subtract ImageNet mean / divide by std (inputs are in [0, 1]).
         grad_checkpoint: recompute the backbone's stages and each TPV layer in the backward pass
@@ -79,6 +83,7 @@ class TPVEncoderConfig:
     cross_view_points: int = 12
     cross_view_anchors: int = 4
     fourier_frequencies: int = 12
+    learned_queries: bool = True
     min_depth: float = 1e-5
     normalize_images: bool = True
     grad_checkpoint: bool = False
@@ -114,6 +119,8 @@ class TPVEncoderConfig:
         if self.cross_view_points % self.cross_view_anchors:
             raise ValueError(f"TPVEncoderConfig.cross_view_points ({self.cross_view_points}) must be a "
                              f"multiple of cross_view_anchors ({self.cross_view_anchors})")
+        if not isinstance(self.learned_queries, bool):
+            raise ValueError(f"TPVEncoderConfig.learned_queries must be a bool, got {self.learned_queries!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TPVEncoderConfig.dropout must be in [0, 1), got {self.dropout}")
         if not self.min_depth >= 0.0:

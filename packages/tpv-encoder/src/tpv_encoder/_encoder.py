@@ -183,7 +183,8 @@ class TPVEncoder(nn.Module):
         self.level_embed = nn.Parameter(torch.randn(cfg.num_levels, C) * 0.02)
         self.plane_dims = ((NX, NY), (NZ, NX), (NY, NZ))
         self.sizes = [a * b for a, b in self.plane_dims]
-        self.queries = nn.ParameterList(nn.Parameter(torch.randn(n, C)) for n in self.sizes)
+        self.queries = (nn.ParameterList(nn.Parameter(torch.randn(n, C)) for n in self.sizes)
+                        if cfg.learned_queries else None)
         enc_dim = 2 * 2 * cfg.fourier_frequencies
         self.pos_mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(enc_dim, C), nn.ReLU(inplace=True), nn.Linear(C, C)) for _ in range(3))
@@ -303,7 +304,10 @@ class TPVEncoder(nn.Module):
         value, spatial_shapes = self.image_features(images)
         routes = self._routes(intrinsics, cam_to_ego, (H, W))
         pos = torch.cat([mlp(getattr(self, f"_fourier{p}")) for p, mlp in enumerate(self.pos_mlps)], 0)[None]
-        query = torch.cat(list(self.queries), 0)[None].expand(B, -1, -1)
+        if self.queries is not None:
+            query = torch.cat(list(self.queries), 0)[None].expand(B, -1, -1)
+        else:
+            query = pos.new_zeros(B, sum(self.sizes), self.config.embed_dim)
         for layer in self.layers:
             args = (query, pos, self._cv_ref, self._plane_shapes, value, spatial_shapes, self.sizes, routes)
             if self.config.grad_checkpoint and self.training and torch.is_grad_enabled():

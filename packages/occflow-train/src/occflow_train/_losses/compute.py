@@ -359,6 +359,20 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
                                      cos_anneal_ratio=cos_anneal_ratio)
         losses["lidar"] = terms.silog_loss(lout.depth, lrays.ranges, lrays.valid,
                                            variance_focus=config.silog_variance_focus)
+    if "lidar_free_space" in need and cur.lidar is not None and render.lidar_free_rays > 0:
+        pts = cur.lidar.to(device=device, dtype=dtype)
+        outside = ~grid.contains(pts)
+        if cur.lidar_mask is not None:
+            outside = outside & cur.lidar_mask.to(device)
+        origin = torch.tensor(render.lidar_origin, dtype=dtype, device=device).expand(b, 3)
+        frays = sample_lidar_rays(pts, render.lidar_free_rays, mask=outside, origin=origin,
+                                  min_range=config.lidar_min_range, generator=generator)
+        fout = volrender.render_rays(field.sdf, None, grid, frays.origins, frays.directions,
+                                     n_samples=render.n_samples, inv_s=inv_s, near=render.lidar_free_near,
+                                     stratified=render.stratified,
+                                     generator=generator, backend=render.backend,
+                                     cos_anneal_ratio=cos_anneal_ratio)
+        losses["lidar_free_space"] = terms.free_space_loss(fout.opacity, frays.valid)
 
     total = torch.zeros((), dtype=dtype, device=device)
     for name, weight in weights.items():

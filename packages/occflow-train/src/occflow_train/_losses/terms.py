@@ -378,6 +378,26 @@ def silog_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | N
     return torch.sqrt(value.clamp(min=1e-12))
 
 
+def free_space_loss(opacity: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean accumulated opacity of rays known to cross the grid without stopping.
+
+    A LiDAR return beyond the grid's box means that the ray's whole segment inside the box is
+    empty; its rendered opacity ``sum_i w_i`` should be 0.
+
+    Args:
+        opacity: ``[...]`` accumulated render weights in [0, 1] of such rays.
+        valid: ``[...]`` bool; None = all.
+
+    Returns:
+        Scalar loss in [0, 1]; 0 when no entry is valid.
+    """
+    _tensor("opacity", opacity)
+    if valid is None:
+        valid = torch.ones_like(opacity, dtype=torch.bool)
+    _bool("valid", valid, opacity.shape, "like opacity")
+    return _masked_mean(opacity, valid)
+
+
 # ----------------------------------------------------------------------------- smoothness, sparsity
 def edge_aware_smoothness(values: torch.Tensor, image: torch.Tensor, *,
                           normalize: bool = False) -> torch.Tensor:
