@@ -344,35 +344,28 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
                              + volrender.eikonal_loss(field.sdf, grid))
     if "hessian" in need:
         losses["hessian"] = volrender.hessian_loss(field.sdf, grid, in_voxel_units=True)
-    if "lidar" in need and cur.lidar is not None and render.lidar_rays > 0:
+    if cur.lidar is not None:
         pts = cur.lidar.to(device=device, dtype=dtype)
-        mask = cur.lidar_mask.to(device) if cur.lidar_mask is not None else None
+        real = (cur.lidar_mask.to(device) if cur.lidar_mask is not None
+                else torch.ones(pts.shape[:2], dtype=torch.bool, device=device))
         inside = grid.contains(pts)
-        mask = inside if mask is None else mask & inside
         origin = torch.tensor(render.lidar_origin, dtype=dtype, device=device).expand(b, 3)
-        lrays = sample_lidar_rays(pts, render.lidar_rays, mask=mask, origin=origin,
-                                  min_range=config.lidar_min_range, range_power=render.lidar_range_power,
-                                  generator=generator)
-        lout = volrender.render_rays(field.sdf, None, grid, lrays.origins, lrays.directions,
-                                     n_samples=render.n_samples, inv_s=inv_s, stratified=render.stratified,
-                                     generator=generator, backend=render.backend,
-                                     cos_anneal_ratio=cos_anneal_ratio)
-        losses["lidar"] = terms.silog_loss(lout.depth, lrays.ranges, lrays.valid,
-                                           variance_focus=config.silog_variance_focus)
-    if "lidar_free_space" in need and cur.lidar is not None and render.lidar_free_rays > 0:
-        pts = cur.lidar.to(device=device, dtype=dtype)
-        outside = ~grid.contains(pts)
-        if cur.lidar_mask is not None:
-            outside = outside & cur.lidar_mask.to(device)
-        origin = torch.tensor(render.lidar_origin, dtype=dtype, device=device).expand(b, 3)
-        frays = sample_lidar_rays(pts, render.lidar_free_rays, mask=outside, origin=origin,
-                                  min_range=config.lidar_min_range, generator=generator)
-        fout = volrender.render_rays(field.sdf, None, grid, frays.origins, frays.directions,
-                                     n_samples=render.n_samples, inv_s=inv_s, near=render.lidar_free_near,
-                                     stratified=render.stratified,
-                                     generator=generator, backend=render.backend,
-                                     cos_anneal_ratio=cos_anneal_ratio)
-        losses["lidar_free_space"] = terms.free_space_loss(fout.opacity, frays.valid)
+
+        def render_lidar(n_rays: int, mask: torch.Tensor, near: float | None = None, range_power=0.0):
+            rays_ = sample_lidar_rays(pts, n_rays, mask=mask, origin=origin, min_range=config.lidar_min_range,
+                                      range_power=range_power, generator=generator)
+            return rays_, volrender.render_rays(field.sdf, None, grid, rays_.origins, rays_.directions,
+                                                n_samples=render.n_samples, inv_s=inv_s, near=near,
+                                                stratified=render.stratified, generator=generator,
+                                                backend=render.backend, cos_anneal_ratio=cos_anneal_ratio)
+
+        if "lidar" in need and render.lidar_rays > 0:
+            lrays, lout = render_lidar(render.lidar_rays, real & inside, range_power=render.lidar_range_power)
+            losses["lidar"] = terms.silog_loss(lout.depth, lrays.ranges, lrays.valid,
+                                               variance_focus=config.silog_variance_focus)
+        if "lidar_free_space" in need and render.lidar_free_rays > 0:
+            frays, fout = render_lidar(render.lidar_free_rays, real & ~inside, near=render.lidar_free_near)
+            losses["lidar_free_space"] = terms.free_space_loss(fout.opacity, frays.valid)
 
     total = torch.zeros((), dtype=dtype, device=device)
     for name, weight in weights.items():
