@@ -344,7 +344,9 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
                              + volrender.eikonal_loss(field.sdf, grid))
     if "hessian" in need:
         losses["hessian"] = volrender.hessian_loss(field.sdf, grid, in_voxel_units=True)
-    if cur.lidar is not None:
+    want_lidar = "lidar" in need and render.lidar_rays > 0
+    want_free = "lidar_free_space" in need and render.lidar_free_rays > 0
+    if cur.lidar is not None and (want_lidar or want_free):
         pts = cur.lidar.to(device=device, dtype=dtype)
         real = (cur.lidar_mask.to(device) if cur.lidar_mask is not None
                 else torch.ones(pts.shape[:2], dtype=torch.bool, device=device))
@@ -359,11 +361,11 @@ def compute_losses(field: SceneField, batch: Sample | Batch, stage: int, config:
                                                 stratified=render.stratified, generator=generator,
                                                 backend=render.backend, cos_anneal_ratio=cos_anneal_ratio)
 
-        if "lidar" in need and render.lidar_rays > 0:
+        if want_lidar:
             lrays, lout = render_lidar(render.lidar_rays, real & inside, range_power=render.lidar_range_power)
             losses["lidar"] = terms.silog_loss(lout.depth, lrays.ranges, lrays.valid,
                                                variance_focus=config.silog_variance_focus)
-        if "lidar_free_space" in need and render.lidar_free_rays > 0:
+        if want_free:
             frays, fout = render_lidar(render.lidar_free_rays, real & ~inside, near=render.lidar_free_near)
             losses["lidar_free_space"] = terms.free_space_loss(fout.opacity, frays.valid)
 
