@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._pretrained import BACKBONE_WEIGHTS, PACKAGED_IMAGENET_WEIGHTS, imagenet_state_dict, timm_pretrained
 
 __all__ = ["FPN", "ImageBackbone", "load_backbone_checkpoint"]
 
@@ -80,6 +83,8 @@ def load_backbone_checkpoint(model: nn.Module, path: str | Path) -> None:
     ``model`` and prefixed with ``module.`` / ``backbone.``; ``.safetensors`` files are read with
     safetensors, anything else with ``torch.load(weights_only=True)``. Features-only models name
     modules ``stages_0`` where the full model has ``stages.0``; both spellings are matched.
+    BatchNorm ``num_batches_tracked`` counters may be absent (the model's own are kept); every
+    other weight and buffer of the model must be in the file.
 
     Args:
         model: the features-only backbone to fill in place.
@@ -103,30 +108,54 @@ def load_backbone_checkpoint(model: nn.Module, path: str | Path) -> None:
         except Exception as exc:  # pickle / zip errors: name the file
             raise ValueError(f"backbone checkpoint {path} could not be read: {exc}") from exc
     ckpt = _unwrap_state_dict(raw, path)
-    target = model.state_dict()
+    model.load_state_dict(_select_for(model, ckpt, f"backbone checkpoint {path}"), strict=True)
+
+
+def _full_model_names(key: str) -> list[str]:
+    """Names a features-only key may have in a full-model state dict (``stages_0.x`` -> ``stages.0.x``)."""
+    head, sep, rest = key.partition(".")
+    names = [key, re.sub(r"_(\d+)$", r".\1", head) + sep + rest, head.replace("_", ".") + sep + rest]
+    return list(dict.fromkeys(names))
+
+
+def _select_for(model: nn.Module, source: dict[str, Tensor], what: str) -> dict[str, Tensor]:
+    """The complete state dict of ``model`` taken from ``source`` (full or features-only names).
+
+    Keys of ``source`` the model lacks (classifier, head) are ignored. A BatchNorm
+    ``num_batches_tracked`` counter absent from ``source`` keeps the model's value; every other
+    model key must be present with the model's shape.
+
+    Raises:
+        ValueError: a key is missing or a shape differs (the message lists the first ones).
+    """
     new_state, missing, mismatched = {}, [], []
-    for key, ref in target.items():
-        head, _, rest = key.partition(".")
-        candidates = [key, head.replace("_", ".") + ("." + rest if rest else "")]
-        found = next((c for c in candidates if c in ckpt), None)
+    for key, ref in model.state_dict().items():
+        found = next((c for c in _full_model_names(key) if c in source), None)
         if found is None:
-            missing.append(key)
-        elif tuple(ckpt[found].shape) != tuple(ref.shape):
-            mismatched.append(f"{key}: checkpoint {tuple(ckpt[found].shape)} vs model {tuple(ref.shape)}")
+            if key.rsplit(".", 1)[-1] == "num_batches_tracked":
+                new_state[key] = ref  # a step counter, unused by the forward pass: not required
+            else:
+                missing.append(key)
+        elif tuple(source[found].shape) != tuple(ref.shape):
+            mismatched.append(f"{key}: checkpoint {tuple(source[found].shape)} vs model {tuple(ref.shape)}")
         else:
-            new_state[key] = ckpt[found].to(ref.dtype)
+            new_state[key] = source[found].to(ref.dtype)
     if missing or mismatched:
         raise ValueError(
-            f"backbone checkpoint {path} does not fit the model: {len(missing)} missing keys "
+            f"{what} does not fit the model: {len(missing)} missing keys "
             f"{missing[:5]}, {len(mismatched)} shape mismatches {mismatched[:5]}")
-    model.load_state_dict(new_state, strict=True)
+    return new_state
 
 
 class ImageBackbone(nn.Module):
-    """timm backbone (``features_only``, random init) followed by an :class:`FPN`.
+    """timm backbone (``features_only``) followed by an :class:`FPN`.
+
+    The backbone starts from random init, from ImageNet weights (``weights="imagenet"``) or from
+    a local file (``checkpoint``).
 
     Args:
-        name: timm model name, e.g. ``"convnext_base"`` or ``"convnext_atto"``.
+        name: timm model name, e.g. ``"convnext_base"``, ``"convnext_atto"`` or
+            ``"efficientnet_lite0"``.
         out_indices: backbone feature levels to use (timm indices), finest first.
         out_channels: FPN channels C.
         num_levels: FPN output levels L (extra levels by stride-2 convs).
@@ -134,19 +163,40 @@ class ImageBackbone(nn.Module):
             :func:`load_backbone_checkpoint`); nothing is downloaded.
         grad_checkpoint: recompute the backbone's stages in the backward pass (timm's stage-level
             gradient checkpointing): much less activation memory, one more backbone forward.
+        weights: None (random init, or ``checkpoint``) or ``"imagenet"``: ImageNet-1k weights,
+            read without network from the installed weight package for the models of
+            :data:`PACKAGED_IMAGENET_WEIGHTS` (``efficientnet_lite0/1/2``; see
+            :func:`imagenet_state_dict`), through timm's own pretrained loading (Hugging Face
+            hub or its cache) for any other model. Excludes ``checkpoint``.
+
+    Raises:
+        ValueError: ``name`` is not a timm model with ``features_only``, ``weights`` is not one of
+            None / ``"imagenet"``, both ``weights`` and ``checkpoint`` are given, or timm could not
+            load ImageNet weights for a model without packaged ones.
     """
 
     def __init__(self, name: str, out_indices: Sequence[int], out_channels: int, num_levels: int,
-                 checkpoint: str | Path | None = None, grad_checkpoint: bool = False) -> None:
+                 checkpoint: str | Path | None = None, grad_checkpoint: bool = False,
+                 weights: str | None = None) -> None:
         super().__init__()
         import timm  # imported here: importing timm takes seconds, and ms_deform_attn users need none of it
 
+        if weights is not None and weights not in BACKBONE_WEIGHTS:
+            raise ValueError(f"weights must be None or one of {BACKBONE_WEIGHTS}, got {weights!r}")
+        if weights is not None and checkpoint is not None:
+            raise ValueError(f"give either weights ({weights!r}) or checkpoint ({str(checkpoint)!r}), "
+                             f"not both")
+        kwargs = {"features_only": True, "out_indices": tuple(out_indices)}
         try:
-            self.body = timm.create_model(name, pretrained=False, features_only=True,
-                                          out_indices=tuple(out_indices))
+            self.body = timm.create_model(name, pretrained=False, **kwargs)
         except RuntimeError as exc:  # timm: unknown model
             raise ValueError(f"backbone {name!r} is not a timm model with features_only support: {exc}") \
                 from exc
+        if weights == "imagenet" and name in PACKAGED_IMAGENET_WEIGHTS:
+            self.body.load_state_dict(_select_for(self.body, imagenet_state_dict(name),
+                                                  f"ImageNet weights of {name}"), strict=True)
+        elif weights == "imagenet":
+            self.body = timm_pretrained(name, **kwargs)
         if checkpoint is not None:
             load_backbone_checkpoint(self.body, checkpoint)
         if grad_checkpoint:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ._pretrained import BACKBONE_WEIGHTS
+
 __all__ = ["PRESETS", "TPVEncoderConfig"]
 
 
@@ -34,9 +36,14 @@ class TPVEncoderConfig:
         volume_cells: resolution of the output volume; None = ``cells``. A finer one is made by
             bilinear interpolation of each plane (cell centres, ``align_corners=False``) before the
             broadcast sum, which equals trilinear interpolation of the TPV-resolution volume.
-        backbone: timm model name (random init; see ``backbone_checkpoint``).
+        backbone: timm model name (random init unless ``backbone_weights`` or
+            ``backbone_checkpoint`` is set).
         backbone_out_indices: timm feature indices used, finest first.
         backbone_checkpoint: optional local file with backbone weights (nothing is downloaded).
+        backbone_weights: None or ``"imagenet"``: ImageNet-1k weights for the backbone, from the
+            installed weight packages for ``efficientnet_lite0/1/2`` (no network; see
+            ``tpv_encoder.PACKAGED_IMAGENET_WEIGHTS``), through timm's pretrained loading for any
+            other model (needs the Hugging Face hub or its cache). Excludes ``backbone_checkpoint``.
         num_levels: FPN output levels L (>= len(backbone_out_indices); extra levels by stride 2).
         image_size: (H, W) input resolution the preset is meant for (pixels). Informative: the
             encoder accepts other sizes as long as intrinsics match the images.
@@ -71,6 +78,7 @@ class TPVEncoderConfig:
     backbone: str = "convnext_base"
     backbone_out_indices: tuple[int, ...] = (1, 2, 3)
     backbone_checkpoint: str | None = None
+    backbone_weights: str | None = None
     num_levels: int = 4
     image_size: tuple[int, int] = (512, 1408)
     embed_dim: int = 192
@@ -102,6 +110,12 @@ class TPVEncoderConfig:
             _positive_ints("volume_cells", self.volume_cells, 3)
         _positive_ints("backbone_out_indices", self.backbone_out_indices, minimum=0)   # timm: 0 = first stage
         _positive_ints("image_size", self.image_size, 2)
+        if self.backbone_weights is not None and self.backbone_weights not in BACKBONE_WEIGHTS:
+            raise ValueError(f"TPVEncoderConfig.backbone_weights must be None or one of {BACKBONE_WEIGHTS}, "
+                             f"got {self.backbone_weights!r}")
+        if self.backbone_weights is not None and self.backbone_checkpoint is not None:
+            raise ValueError(f"TPVEncoderConfig: give backbone_weights ({self.backbone_weights!r}) or "
+                             f"backbone_checkpoint ({self.backbone_checkpoint!r}), not both")
         _positive_ints("pillar_points", self.pillar_points, 3)
         _positive_ints("image_points", self.image_points, 3)
         for name in ("num_levels", "embed_dim", "num_heads", "num_layers", "ffn_dim", "cross_view_points",

@@ -179,7 +179,8 @@ class TPVEncoder(nn.Module):
         C = cfg.embed_dim
         NX, NY, NZ = cfg.cells
         self.backbone = ImageBackbone(cfg.backbone, cfg.backbone_out_indices, C, cfg.num_levels,
-                                      cfg.backbone_checkpoint, grad_checkpoint=cfg.grad_checkpoint)
+                                      cfg.backbone_checkpoint, grad_checkpoint=cfg.grad_checkpoint,
+                                      weights=cfg.backbone_weights)
         self.level_embed = nn.Parameter(torch.randn(cfg.num_levels, C) * 0.02)
         self.plane_dims = ((NX, NY), (NZ, NX), (NY, NZ))
         self.sizes = [a * b for a, b in self.plane_dims]
