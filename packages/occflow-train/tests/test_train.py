@@ -163,3 +163,23 @@ def test_two_cpu_processes_stay_in_sync_and_evaluate_like_one(world, tmp_path):
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert m2["samples"] == m1["samples"] == 5
     assert m2 == m1
+
+
+def test_occupancy_supervised_run_trains_both_heads_without_cues(world, tmp_path):
+    """``--supervision occupancy``: the same model and schedule trained from the 3-D ground truth;
+    no cue cache is needed, stage 1 moves the geometry and stage 2 the flow head."""
+    args = [a for a in _args(world, tmp_path / "sup", "--supervision", "occupancy", "--stage1.steps", "2",
+                             "--stage2.steps", "2", "--save-every", "1", "--keep-last", "10")
+            if a != str(world / "gt_cues")]
+    args.remove("--data.cue-cache")
+    proc = _run(args)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    assert "RayIoU" in out and "flat ground" in out
+    config = json.loads((tmp_path / "sup" / "config.json").read_text())
+    assert config["supervision"] == "occupancy" and config["data"]["cues"] == []
+    ckpts = tmp_path / "sup" / "checkpoints"
+    start, stage1, stage2 = _weights(ckpts / "step-00000001"), _weights(ckpts / "step-00000002"), \
+        _weights(ckpts / "step-00000004")
+    assert not all(torch.equal(start[k], stage1[k]) for k in start if k.startswith("sdf_head"))
+    assert not all(torch.equal(stage1[k], stage2[k]) for k in stage1 if k.startswith("flow_head"))

@@ -17,6 +17,7 @@ from ._evaluate import EvalResult, evaluate_model, write_pictures
 from ._field import SceneField
 from ._heads import PointwiseMLP, flow_head, sdf_head
 from ._losses.compute import compute_losses
+from ._losses.supervised import OccupancyLossConfig, occupancy_losses, occupancy_sdf
 from ._losses.terms import (
     dssim,
     dynamic_mask,
@@ -71,6 +72,7 @@ __all__ = [
     "MODEL_PRESETS",
     "ModelConfig",
     "OccFlowModel",
+    "OccupancyLossConfig",
     "PointwiseMLP",
     "Refine3D",
     "RefineConfig",
@@ -94,6 +96,8 @@ __all__ = [
     "imbalance_weight",
     "normalize_by_opacity",
     "occupancy_from_sdf",
+    "occupancy_losses",
+    "occupancy_sdf",
     "photometric_error",
     "pixel_lattice",
     "pixel_rays",

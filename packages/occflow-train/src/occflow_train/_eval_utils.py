@@ -6,6 +6,10 @@ import torch
 
 from volrender import GridSpec
 
+#: Seconds of one supervision step (the model's flow is displacement per step) per dataset:
+#: nuScenes keyframes at 2 Hz, KITTI frames at 10 Hz.
+STEP_SECONDS = {"synthetic": 0.5, "nuscenes": 0.5, "kitti-odometry": 0.1, "kitti-mot": 0.1}
+
 
 def vertices_to_cells(values: torch.Tensor) -> torch.Tensor:
     """Trilinear value at every voxel centre of a vertex grid (the mean of the 8 corners).

@@ -40,10 +40,8 @@ from occflow_metrics import (
 )
 from volrender import sample_vertex_field
 
-from ._eval_utils import flow_to_velocity
+from ._eval_utils import STEP_SECONDS, flow_to_velocity
 
-#: Steps of the supervision interval per dataset, seconds (nuScenes keyframes at 2 Hz).
-STEP_SECONDS = {"synthetic": 0.5, "nuscenes": 0.5, "kitti-odometry": 0.1, "kitti-mot": 0.1}
 OCCUPIED_LABEL = 0   # any non-free label: the geo variant copies the GT label onto hits
 FREE = od.FREE_LABEL
 

@@ -29,7 +29,9 @@ import occflow_data as od
 
 from ._checkpoint import Progress, latest_checkpoint, read_progress, save_checkpoint
 from ._config import MODEL_PRESETS, LossConfig, ModelConfig, RenderConfig
+from ._eval_utils import STEP_SECONDS
 from ._losses.compute import compute_losses
+from ._losses.supervised import OccupancyLossConfig, occupancy_losses
 from ._model import OccFlowModel
 from ._optim import OptimConfig, freeze_zero_lr, make_optimizer, make_scheduler
 
@@ -119,7 +121,12 @@ class TrainConfig:
     Attributes:
         data: the data.
         model: the network (a :data:`MODEL_PRESETS` entry by default).
-        loss: loss weights and settings (eq. 12).
+        supervision: "self" (Let Occ Flow: rendering, photometric and flow cues, optional LiDAR; no
+            3-D labels) or "occupancy" (the same model and schedule trained from the dataset's
+            ground-truth occupancy and flow with ``occupancy_loss``: the ceiling the
+            self-supervised numbers are read against; needs ground truth in the training split).
+        loss: loss weights and settings of the self-supervised run (eq. 12).
+        occupancy_loss: loss weights of ``supervision="occupancy"``.
         render: ray sampling and rendering of the losses.
         stage: "1", "2" or "both" (stage 1 then stage 2 from its weights).
         stage1: the static stage (inv_s learnable, flow head frozen).
@@ -144,7 +151,9 @@ class TrainConfig:
 
     data: DataConfig = DataConfig()
     model: ModelConfig = MODEL_PRESETS["synthetic-cpu"]
+    supervision: Literal["self", "occupancy"] = "self"
     loss: LossConfig = LossConfig()
+    occupancy_loss: OccupancyLossConfig = OccupancyLossConfig()
     render: RenderConfig = RenderConfig()
     stage: Literal["1", "2", "both"] = "both"
     stage1: StageConfig = StageConfig()
@@ -178,6 +187,9 @@ class TrainConfig:
         anneal = self.cos_anneal_steps
         if isinstance(anneal, bool) or not isinstance(anneal, int) or anneal < 0:
             raise ValueError(f"TrainConfig.cos_anneal_steps must be an int >= 0, got {anneal!r}")
+        if self.supervision not in ("self", "occupancy"):
+            raise ValueError(f"TrainConfig.supervision must be 'self' or 'occupancy', got "
+                             f"{self.supervision!r}")
         if self.stage == "2" and self.init_from is None and not self.resume:
             raise ValueError("TrainConfig.stage='2' needs init_from (a stage-1 checkpoint folder) or resume")
 
@@ -460,8 +472,12 @@ def run_stage(accelerator, config: TrainConfig, model: OccFlowModel, dataset, st
                 else config.final_cos_anneal_ratio()
             with accelerator.accumulate(prepared), accelerator.autocast():
                 field_ = prepared(batch)
-                losses = compute_losses(field_, batch, stage, config.loss, config.render,
-                                        inv_s=field_.inv_s, generator=gen, cos_anneal_ratio=ratio)
+                if config.supervision == "occupancy":
+                    losses = occupancy_losses(field_, batch, stage, config.occupancy_loss,
+                                              step_seconds=STEP_SECONDS.get(config.data.dataset, 0.5))
+                else:
+                    losses = compute_losses(field_, batch, stage, config.loss, config.render,
+                                            inv_s=field_.inv_s, generator=gen, cos_anneal_ratio=ratio)
                 total_loss = losses["total"]
                 finite = torch.isfinite(total_loss.detach()).float().reshape(1)
                 all_finite = bool(accelerator.reduce(finite, reduction="sum").item()
@@ -582,8 +598,11 @@ def train(config: TrainConfig, accelerator=None) -> dict[str, Any]:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
     ckpt_root = out / "checkpoints"
+    data_in = config.data
+    if config.supervision == "occupancy":   # trained from the 3-D labels: no 2-D cues to load or make
+        data_in = replace(data_in, cues=())
     with accelerator.main_process_first():
-        data_cfg, seq = resolve_data(config.data, progress=config.progress and accelerator.is_main_process)
+        data_cfg, seq = resolve_data(data_in, progress=config.progress and accelerator.is_main_process)
     config = replace(config, data=data_cfg)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

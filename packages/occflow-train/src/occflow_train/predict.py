@@ -32,7 +32,8 @@ import torch
 import occflow_data as od
 
 from ._checkpoint import PROGRESS_FILE, latest_checkpoint, read_progress
-from ._evaluate import STEP_SECONDS, predict_grids, write_pictures
+from ._eval_utils import STEP_SECONDS
+from ._evaluate import predict_grids, write_pictures
 from ._train import TrainConfig, open_dataset, resolve_data
 
 
