@@ -117,7 +117,8 @@ def test_the_flow_term_is_zero_at_the_truth_and_weighs_moving_and_static_cells_a
     # static cells next to the box share those vertices, so the truth field is not exactly zero
     # there; the term must be near zero and far below a field with no flow at all
     losses = occupancy_losses(_field(sdf, truth), gt, 2, OccupancyLossConfig(), step_seconds=step)
-    none = occupancy_losses(_field(sdf, torch.zeros_like(truth)), gt, 2, OccupancyLossConfig(), step_seconds=step)
+    none = occupancy_losses(_field(sdf, torch.zeros_like(truth)), gt, 2, OccupancyLossConfig(),
+                            step_seconds=step)
     assert set(none) == {"occ_sdf", "occ_flow", "moving_fraction", "total"}
     moving = 32 / (32 + 256)                                  # 4 x 4 x 2 box cells, one 16 x 16 ground layer
     assert none["moving_fraction"].item() == pytest.approx(moving)
@@ -130,7 +131,9 @@ def test_the_flow_term_is_zero_at_the_truth_and_weighs_moving_and_static_cells_a
     const = occupancy_losses(_field(sdf, d), gt, 2, OccupancyLossConfig(), step_seconds=step)
     assert const["occ_flow"].item() == pytest.approx(0.5 + (VELOCITY[1] * step - 0.5), rel=1e-5)
     flow = torch.zeros_like(truth, requires_grad=True)
-    occupancy_losses(_field(sdf, flow), gt, 2, OccupancyLossConfig(sdf=0.0), step_seconds=step)["total"].backward()
+    total = occupancy_losses(_field(sdf, flow), gt, 2, OccupancyLossConfig(sdf=0.0),
+                             step_seconds=step)["total"]
+    total.backward()
     assert flow.grad is not None and flow.grad[:, 1].abs().sum() > 0
 
 

@@ -127,7 +127,8 @@ def _gt(batch: Sample | Batch | GroundTruthBatch) -> GroundTruthBatch:
     if isinstance(batch, Sample):
         batch = collate_samples([batch])
     if not isinstance(batch, Batch):
-        raise TypeError(f"batch must be an occflow_data.Batch, Sample or GroundTruthBatch, got {type(batch).__name__}")
+        raise TypeError(f"batch must be an occflow_data.Batch, Sample or GroundTruthBatch, got "
+                        f"{type(batch).__name__}")
     if batch.gt is None:
         raise ValueError("supervision='occupancy' needs ground truth in every training sample (batch.gt is "
                          "None): give the reader an Occ3D / OpenOcc folder (DataConfig.occ_root) or use a "
