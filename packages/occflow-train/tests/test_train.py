@@ -85,7 +85,10 @@ def test_full_run_outputs(full_run):
     assert read_progress(final).global_step == 5 and read_progress(final).finished
     metrics = json.loads((full_run / "metrics.json").read_text())
     assert metrics["samples"] == 1
-    assert set(metrics) >= {"model", "flat_ground_baseline", "zero_flow_baseline", "depth"}
+    assert set(metrics) >= {"model", "flat_ground_baseline", "zero_flow_baseline", "depth",
+                            "image_dependence"}
+    assert 0.0 <= metrics["image_dependence"]["changed_fraction"] <= 1.0
+    assert "car" in metrics["model"]["per_class"]
     assert list((full_run / "logs").rglob("events.out.tfevents.*"))       # TensorBoard logs
 
 

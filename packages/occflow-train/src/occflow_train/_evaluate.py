@@ -57,6 +57,9 @@ class SampleEval:
     fg_epe_sum: float = 0.0
     fg_zero_sum: float = 0.0
     fg_voxels: int = 0
+    rayiou_blank: RayIoUAccumulator | None = None
+    blank_changed: int = 0      # above-ground cells occupied in exactly one of (real, blanked)
+    blank_union: int = 0        # above-ground cells occupied in either
 
 
 @dataclass
@@ -70,6 +73,7 @@ class EvalResult:
     depth: dict[str, float] = field(default_factory=dict)
     fg_epe: float = float("nan")
     fg_epe_zero_flow: float = float("nan")
+    image_dependence: dict[str, float] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
         """Scalar metrics by name (for logging)."""
@@ -82,13 +86,14 @@ class EvalResult:
         out["fg_epe"] = self.fg_epe
         out["zero_flow_fg_epe"] = self.fg_epe_zero_flow
         out.update({f"depth_{k}": v for k, v in self.depth.items()})
+        out.update({f"image_dependence_{k}": v for k, v in self.image_dependence.items()})
         return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "model": {**self.rayiou, "fg_epe": self.fg_epe},
                 "flat_ground_baseline": self.rayiou_flat,
                 "zero_flow_baseline": {"mave": self.mave_zero_flow, "fg_epe": self.fg_epe_zero_flow},
-                "depth": self.depth}
+                "depth": self.depth, "image_dependence": self.image_dependence}
 
     def table(self) -> str:
         """The summary table printed at the end of a run."""
@@ -109,6 +114,16 @@ class EvalResult:
                  f"{'metric':40s} {'model':>8s} {'baseline':>9s}  baseline",
                  "-" * 72]
         lines += [f"{name:40s} {f(m):>8s} {f(bl):>9s}  {what}" for name, m, bl, what in rows]
+        if self.image_dependence:
+            d = self.image_dependence
+            lines.append(f"images blanked: RayIoU {f(d.get('rayiou_blank'))}; above-ground occupancy changed "
+                         f"{f(d.get('changed_fraction'))} (0 = the cameras are ignored)")
+        per_class = r.get("per_class") or {}
+        if per_class:
+            flat_pc = b.get("per_class") or {}
+            cells = [f"{name} {f(_mean(v))}/{f(_mean(flat_pc.get(name, [])))}"
+                     for name, v in per_class.items() if not math.isnan(_mean(v))]
+            lines.append("per class RayIoU, model/flat: " + "  ".join(cells))
         if self.depth:
             names = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
             lines.append("depth on LiDAR rays: " + "  ".join(
@@ -116,9 +131,15 @@ class EvalResult:
         return "\n".join(lines)
 
 
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
 def _rayiou_summary(acc: RayIoUAccumulator) -> dict[str, Any]:
     out = acc.compute()
-    res = {"rayiou": out["RayIoU"], "mave": out["mAVE"], "occ_score": out["OccScore"], "rays": out["rays"]}
+    res = {"rayiou": out["RayIoU"], "mave": out["mAVE"], "occ_score": out["OccScore"], "rays": out["rays"],
+           "per_class": out["per_class"]}
     for t in acc.thresholds:
         res[f"rayiou@{t:g}"] = out[f"RayIoU@{t:g}"]
     return res
@@ -177,25 +198,31 @@ def lidar_depth(model_field, inv_s: torch.Tensor, frame_lidar: torch.Tensor,
 
 
 def score_rays(labels: torch.Tensor, velocity: torch.Tensor, gt_labels: torch.Tensor,
-               gt_flow: torch.Tensor | None, origins: torch.Tensor, grid: volrender.GridSpec
-               ) -> tuple[RayIoUAccumulator, RayIoUAccumulator, RayIoUAccumulator]:
-    """Geo RayIoU counts of the model, of the model with zero flow, and of the flat-ground baseline.
+               gt_flow: torch.Tensor | None, origins: torch.Tensor, grid: volrender.GridSpec,
+               others: tuple[torch.Tensor, ...] = ()) -> tuple[RayIoUAccumulator, ...]:
+    """Geo RayIoU counts of the model, of the model with zero flow, of the flat-ground baseline and
+    of every grid in ``others`` (occupancy only).
 
-    The 14,040 rays per origin are cast once through the GT, the predicted and the flat-ground
-    grid together (``cast_rayiou_rays`` with G = 3); the zero-flow baseline reuses the model's
-    casts, so both are scored on exactly the same rays.
+    The 14,040 rays per origin are cast once through the GT, the predicted, the flat-ground and
+    the ``others`` grids together (``cast_rayiou_rays`` with G = 3 + len(others)); the zero-flow
+    baseline reuses the model's casts, so all are scored on exactly the same rays.
 
     Args:
         labels: ``[X, Y, Z]`` predicted labels (17 = free); velocity: ``[X, Y, Z, 2]`` m/s.
         gt_labels: ``[X, Y, Z]`` GT labels; gt_flow: ``[X, Y, Z, 2]`` m/s or None.
         origins: ``[T, 3]`` ray origins in the ego frame, metres.
         grid: the GT grid (cubic voxels).
+        others: more ``[X, Y, Z]`` label grids to score (e.g. the prediction with blanked images).
+
+    Returns:
+        ``(model, zero_flow, flat_ground, *others)`` accumulators.
     """
     dirs = lidar_ray_directions().to(torch.float32)
     t, r = origins.shape[0], dirs.shape[0]
     o = origins[:, None].expand(t, r, 3).reshape(-1, 3)
     d = dirs[None].expand(t, r, 3).reshape(-1, 3)
-    stack = torch.stack([gt_labels.to(torch.uint8), labels, flat_ground_labels(grid)])
+    stack = torch.stack([gt_labels.to(torch.uint8), labels, flat_ground_labels(grid),
+                         *(o.to(torch.uint8) for o in others)])
     cast = cast_rayiou_rays(stack, o, d, voxel_size=grid.voxel_size[0], lower=grid.lower)
     g, p, f = 0, 1, 2
 
@@ -211,8 +238,25 @@ def score_rays(labels: torch.Tensor, velocity: torch.Tensor, gt_labels: torch.Te
     acc = rayiou_counts_from_rays(cast.label[p], cast.distance[p], pred_flow=pred_ray_flow, **kw)
     zero_flow = None if pred_ray_flow is None else torch.zeros_like(pred_ray_flow)
     zero = rayiou_counts_from_rays(cast.label[p], cast.distance[p], pred_flow=zero_flow, **kw)
-    flat = rayiou_counts_from_rays(cast.label[f], cast.distance[f], **{**kw, "gt_flow": None})
-    return acc, zero, flat
+    no_flow = {**kw, "gt_flow": None}
+    flat = rayiou_counts_from_rays(cast.label[f], cast.distance[f], **no_flow)
+    rest = tuple(rayiou_counts_from_rays(cast.label[k], cast.distance[k], **no_flow)
+                 for k in range(3, 3 + len(others)))
+    return (acc, zero, flat, *rest)
+
+
+#: Cells whose centre is above this height (ego frame, metres) count for the image dependence:
+#: the ground layer is occupied whatever the cameras show.
+ABOVE_GROUND = 0.2
+
+
+def blank_images(batch: od.Batch, value: float = 0.5) -> od.Batch:
+    """``batch`` with every camera image of the current and history frames set to ``value``
+    (the same poses, intrinsics and LiDAR): what the model predicts without seeing anything."""
+    def blank(frame):
+        return replace(frame, images=torch.full_like(frame.images, value))
+
+    return replace(batch, current=blank(batch.current), history=[blank(h) for h in batch.history])
 
 
 def evaluate_sample(model, dataset, index: int, config, device) -> SampleEval | None:
@@ -225,12 +269,21 @@ def evaluate_sample(model, dataset, index: int, config, device) -> SampleEval | 
     step = STEP_SECONDS.get(config.data.dataset, 0.5)
     labels, velocity, field_ = predict_grids(model, batch, gt.grid, step)
     labels, velocity = labels[0].cpu(), velocity[0].cpu()
+    blanked = ()
+    if config.eval.image_dependence:
+        blanked = (predict_grids(model, blank_images(batch), gt.grid, step)[0][0].cpu(),)
     poses, ref = dataset.keyframe_poses(index)
     origins = ray_origins(torch.as_tensor(poses), ref, mode=config.eval.rayiou_origins).float()
     gt_labels = gt.occupancy.cpu()
     gt_flow = gt.flow.cpu() if gt.flow is not None else None
-    acc, acc_zero, acc_flat = score_rays(labels, velocity, gt_labels, gt_flow, origins, gt.grid)
+    acc, acc_zero, acc_flat, *acc_blank = score_rays(labels, velocity, gt_labels, gt_flow, origins, gt.grid,
+                                                     others=blanked)
     result = SampleEval(acc, acc_flat, acc_zero, DepthAccumulator())
+    if blanked:
+        above = gt.grid.points("cell")[..., 2] > ABOVE_GROUND
+        real, blank = (labels != FREE) & above, (blanked[0] != FREE) & above
+        result.rayiou_blank = acc_blank[0]
+        result.blank_changed, result.blank_union = int((real ^ blank).sum()), int((real | blank).sum())
     if gt_flow is not None:
         moving = (gt_flow.norm(dim=-1) > 0) & (gt_labels != FREE)
         if moving.any():
@@ -253,15 +306,25 @@ def merge_sample_evals(evals: list[SampleEval]) -> EvalResult:
         return EvalResult()
     acc, flat, zero, depth = evals[0].rayiou, evals[0].rayiou_flat, evals[0].rayiou_zero_flow, evals[0].depth
     fg, fg0, n = evals[0].fg_epe_sum, evals[0].fg_zero_sum, evals[0].fg_voxels
+    blank, changed, union = evals[0].rayiou_blank, evals[0].blank_changed, evals[0].blank_union
     for e in evals[1:]:
         acc, flat, zero, depth = acc.merge(e.rayiou), flat.merge(e.rayiou_flat), \
             zero.merge(e.rayiou_zero_flow), depth.merge(e.depth)
         fg, fg0, n = fg + e.fg_epe_sum, fg0 + e.fg_zero_sum, n + e.fg_voxels
+        if blank is not None and e.rayiou_blank is not None:
+            blank = blank.merge(e.rayiou_blank)
+        changed, union = changed + e.blank_changed, union + e.blank_union
+    image_dependence = {}
+    if blank is not None:
+        # an empty union (nothing above the ground in either) means nothing changed
+        image_dependence = {"rayiou_blank": _rayiou_summary(blank)["rayiou"],
+                            "changed_fraction": changed / union if union else 0.0}
     zero_summary = _rayiou_summary(zero)
     return EvalResult(samples=len(evals), rayiou=_rayiou_summary(acc), rayiou_flat=_rayiou_summary(flat),
                       mave_zero_flow=zero_summary.get("mave") or float("nan"),
                       depth=depth.compute() if int(depth.images) else {},
-                      fg_epe=fg / n if n else float("nan"), fg_epe_zero_flow=fg0 / n if n else float("nan"))
+                      fg_epe=fg / n if n else float("nan"), fg_epe_zero_flow=fg0 / n if n else float("nan"),
+                      image_dependence=image_dependence)
 
 
 def validation_set(config):

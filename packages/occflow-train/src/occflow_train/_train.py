@@ -105,6 +105,11 @@ class EvalConfig:
         pictures: number of validation frames drawn after training (0 = none).
         depth_range: (min, max) LiDAR range scored by the depth metrics, metres.
         render_chunk: rays rendered at once during evaluation.
+        image_dependence: also predict every validation sample with all camera images blanked
+            (uniform grey) and report that prediction's RayIoU and the share of above-ground
+            occupied cells (centre above 0.2 m) that differ from the real prediction, ``|real xor
+            blank| / |real or blank|`` (0: the model ignores the cameras). One more forward pass
+            per sample.
     """
 
     every: int = 0
@@ -112,6 +117,7 @@ class EvalConfig:
     pictures: int = 2
     depth_range: tuple[float, float] = (0.1, 80.0)
     render_chunk: int = 65536
+    image_dependence: bool = True
 
 
 @dataclass(frozen=True)
