@@ -52,7 +52,7 @@ from ._rays import (
 from ._refine import Refine3D, cells_to_vertices
 from ._train import PRESETS, DataConfig, EvalConfig, StageConfig, TrainConfig, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "PRESETS",
